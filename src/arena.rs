@@ -1,0 +1,385 @@
+//! One arena: a region cut into blocks of `block_size` bytes, with a descriptor and its bitmaps in
+//! the metadata area. Blocks are claimed in runs with compare-and-swap, so any number of threads can
+//! allocate and free in the same arena at once.
+//!
+//! Follows the seed's `mi_arena_t`, `mi_arena_try_alloc_at` and the checks of `_mi_arena_free`.
+
+use crate::atomic::{AtomicUsize, Ordering};
+use crate::backend::{OsBackend, Region};
+use crate::bitmap::Bitmap;
+use crate::error::FreeErrorKind;
+use crate::memid::ArenaId;
+use core::fmt;
+use core::mem::size_of;
+use core::ptr::NonNull;
+
+/// Bits per bitmap field.
+const FIELD_BITS: usize = usize::BITS as usize;
+
+/// The bitmaps of an arena, in the order they follow the descriptor in memory.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Map {
+    InUse = 0,
+    Dirty = 1,
+    Committed = 2,
+    Purge = 3,
+}
+
+/// What a new arena is made of.
+pub(crate) struct ArenaInit {
+    pub id: ArenaId,
+    /// First byte; a multiple of `block_size`.
+    pub start: NonNull<u8>,
+    /// Usable bytes from `start`; at least one block.
+    pub size: usize,
+    /// `log2(block_size)`.
+    pub block_shift: u32,
+    /// The backend region to free when the arena is destroyed; `None` for memory the user manages.
+    pub region: Option<Region>,
+    pub committed: bool,
+    pub zero: bool,
+    pub pinned: bool,
+    pub exclusive: bool,
+    /// The backend region the descriptor itself lives in; `None` when it is in the static area.
+    pub meta_region: Option<Region>,
+}
+
+/// A block run handed out by [`Arena::try_alloc`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    /// First block of the run.
+    pub block: usize,
+    /// Every block of the run is committed.
+    pub committed: bool,
+    /// Every byte of the run reads as zero.
+    pub zero: bool,
+}
+
+/// An arena descriptor. It lives in the metadata area, followed directly by its bitmaps, and is never
+/// moved once published.
+pub(crate) struct Arena {
+    /// The arena's id; never changes once the arena is published in the registry.
+    pub id: ArenaId,
+    /// The first byte of the arena, a multiple of the block size. Every block pointer is derived from
+    /// this pointer (strict provenance).
+    start: NonNull<u8>,
+    /// `log2` of the block size.
+    block_shift: u32,
+    /// Usable blocks: `[start, start + block_count << block_shift)` is the arena.
+    block_count: usize,
+    /// Fields per bitmap: `field_count * FIELD_BITS >= block_count`.
+    field_count: usize,
+    /// Serves only requests that name this arena.
+    pub exclusive: bool,
+    /// The memory can never be decommitted; then there is no committed and no purge bitmap.
+    pinned: bool,
+    /// The backend region behind the arena, freed by `destroy_all`; `None` for managed memory.
+    pub region: Option<Region>,
+    /// The backend region holding this descriptor; `None` when it is in the static area.
+    pub meta_region: Option<Region>,
+    /// Field at which the last search succeeded: only a hint where to start the next one.
+    search_hint: AtomicUsize,
+    /// The bitmaps, `field_count` fields each, right after the descriptor:
+    /// - in-use: bit i set ⇔ block i is handed out, or is padding past `block_count`;
+    /// - dirty: bit i clear ⇒ block i reads as zero (it has not been handed out since it was);
+    /// - committed (absent when `pinned`): bit i clear ⇒ block i must be committed before it is
+    ///   handed out;
+    /// - purge (absent when `pinned`): bit i set ⇒ block i is free and scheduled for a purge.
+    bitmaps: NonNull<AtomicUsize>,
+}
+
+// SAFETY: all shared mutable state is in atomics (`search_hint`, the bitmaps); the rest is written once
+// before the descriptor is published and only read after.
+unsafe impl Sync for Arena {}
+// SAFETY: as above; the pointers name memory owned by the registry, not by a thread.
+unsafe impl Send for Arena {}
+
+impl Arena {
+    /// Number of bitmaps an arena keeps.
+    const fn bitmap_count(pinned: bool) -> usize {
+        if pinned {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Bitmap fields needed for `block_count` blocks.
+    pub const fn field_count(block_count: usize) -> usize {
+        block_count.div_ceil(FIELD_BITS)
+    }
+
+    /// Bytes of metadata (descriptor and bitmaps) for an arena of `block_count` blocks.
+    pub fn meta_size(block_count: usize, pinned: bool) -> Option<usize> {
+        let fields = Self::field_count(block_count)
+            .checked_mul(Self::bitmap_count(pinned))?
+            .checked_mul(size_of::<AtomicUsize>())?;
+        size_of::<Arena>().checked_add(fields)
+    }
+
+    /// Writes a new arena descriptor and its bitmaps at `place`.
+    ///
+    /// # Safety
+    /// `place` is zeroed, writable memory of `Arena::meta_size(init.size >> init.block_shift,
+    /// init.pinned)` bytes, aligned for `Arena`, that nobody else uses; `init.start` points to
+    /// `init.size` bytes that belong to the new arena.
+    pub unsafe fn init(place: NonNull<u8>, init: ArenaInit) -> NonNull<Arena> {
+        let block_count = init.size >> init.block_shift;
+        let field_count = Self::field_count(block_count);
+        let arena = place.cast::<Arena>();
+        // SAFETY: `place` is large enough for the descriptor followed by the bitmaps (caller), and a
+        // descriptor's size is a multiple of its alignment, which is at least `AtomicUsize`'s.
+        let bitmaps = unsafe { place.add(size_of::<Arena>()).cast::<AtomicUsize>() };
+        // SAFETY: `place` is valid, aligned and unused (caller).
+        unsafe {
+            arena.write(Arena {
+                id: init.id,
+                start: init.start,
+                block_shift: init.block_shift,
+                block_count,
+                field_count,
+                exclusive: init.exclusive,
+                pinned: init.pinned,
+                region: init.region,
+                meta_region: init.meta_region,
+                search_hint: AtomicUsize::new(0),
+                bitmaps,
+            })
+        };
+        // SAFETY: just written; the bitmaps are zeroed memory, which is a valid `AtomicUsize` each.
+        let this = unsafe { arena.as_ref() };
+        this.reset_bitmaps(init.committed, init.zero);
+        arena
+    }
+
+    /// Sets the bitmaps to a fresh arena's state: nothing in use but the padding past the last block,
+    /// everything committed (or not), everything dirty unless the memory is known zero.
+    fn reset_bitmaps(&self, committed: bool, zero: bool) {
+        for map in [self.in_use(), self.dirty()] {
+            for field in map.fields() {
+                field.store(0, Ordering::Relaxed);
+            }
+        }
+        let padding = self.field_count * FIELD_BITS - self.block_count;
+        if padding > 0 {
+            self.in_use().claim(self.block_count, padding);
+        }
+        if !zero {
+            self.dirty().claim(0, self.field_count * FIELD_BITS);
+        }
+        if let (Some(commit_map), Some(purge_map)) = (self.committed(), self.purge()) {
+            for field in purge_map.fields() {
+                field.store(0, Ordering::Relaxed);
+            }
+            for field in commit_map.fields() {
+                field.store(if committed { usize::MAX } else { 0 }, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Frees every block at once (for `destroy_all` on memory that cannot be given back): the arena
+    /// is as it was when reserved, but dirty.
+    ///
+    /// # Safety
+    /// No block of the arena is used any more, and no other thread uses the arena during the call.
+    pub unsafe fn clear(&self) {
+        let committed = self.committed().is_none_or(|c| c.count_set() == c.bit_count());
+        self.reset_bitmaps(committed, false);
+    }
+
+    fn bitmap(&self, map: Map) -> Bitmap<'_, AtomicUsize> {
+        debug_assert!((map as usize) < Self::bitmap_count(self.pinned));
+        // SAFETY: `bitmaps` points to `bitmap_count * field_count` initialised atomics that live as
+        // long as the descriptor (see `init`); bitmap `map` is the `map`-th run of `field_count`.
+        let fields = unsafe {
+            core::slice::from_raw_parts(
+                self.bitmaps.as_ptr().add(map as usize * self.field_count),
+                self.field_count,
+            )
+        };
+        Bitmap::new(fields)
+    }
+
+    /// The in-use bitmap.
+    pub fn in_use(&self) -> Bitmap<'_, AtomicUsize> {
+        self.bitmap(Map::InUse)
+    }
+
+    /// The dirty bitmap.
+    pub fn dirty(&self) -> Bitmap<'_, AtomicUsize> {
+        self.bitmap(Map::Dirty)
+    }
+
+    /// The committed bitmap; `None` for pinned memory, which is always committed.
+    pub fn committed(&self) -> Option<Bitmap<'_, AtomicUsize>> {
+        (!self.pinned).then(|| self.bitmap(Map::Committed))
+    }
+
+    /// The purge bitmap; `None` for pinned memory, which is never purged.
+    pub fn purge(&self) -> Option<Bitmap<'_, AtomicUsize>> {
+        (!self.pinned).then(|| self.bitmap(Map::Purge))
+    }
+
+    /// The block size in bytes.
+    pub fn block_size(&self) -> usize {
+        1 << self.block_shift
+    }
+
+    /// Number of usable blocks.
+    pub fn block_count(&self) -> usize {
+        self.block_count
+    }
+
+    /// The first byte.
+    pub fn start(&self) -> NonNull<u8> {
+        self.start
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.block_count << self.block_shift
+    }
+
+    /// Whether the memory is pinned (never decommitted).
+    pub fn pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// The first byte of block `block` (`block <= block_count`).
+    pub fn block_ptr(&self, block: usize) -> NonNull<u8> {
+        debug_assert!(block <= self.block_count);
+        // SAFETY: `block <= block_count`, so the offset is inside the arena or one past its end.
+        unsafe { self.start.add(block << self.block_shift) }
+    }
+
+    /// Byte offset of `addr` from the start, if it lies inside the arena.
+    pub fn offset_of(&self, addr: usize) -> Option<usize> {
+        addr.checked_sub(self.start.addr().get())
+            .filter(|&offset| offset < self.size())
+    }
+
+    /// Claims a run of `blocks` blocks whose start is a multiple of `align`, committing it if
+    /// `commit` is asked and the run is not committed yet.
+    ///
+    /// Returns `None`, with no bit left claimed, if there is no such run or the commit fails.
+    pub fn try_alloc<B: OsBackend>(
+        &self,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+        backend: &B,
+    ) -> Option<Claimed> {
+        if blocks == 0 || blocks > self.block_count {
+            return None;
+        }
+        let in_use = self.in_use();
+        let block = if align <= self.block_size() {
+            let hint = self.search_hint.load(Ordering::Relaxed);
+            let block = in_use.try_find_claim(hint, blocks)?;
+            self.search_hint.store(block / FIELD_BITS, Ordering::Relaxed);
+            block
+        } else {
+            self.try_claim_aligned(blocks, align)?
+        };
+        // The run is ours now: no other thread touches its bits in any bitmap.
+
+        // None of the claimed blocks may stay scheduled for a purge.
+        if let Some(purge) = self.purge() {
+            purge.unclaim(block, blocks);
+        }
+
+        let mut zeroed_by_commit = false;
+        let committed = match self.committed() {
+            None => true,
+            Some(committed) if committed.is_claimed(block, blocks) => true,
+            Some(committed) if commit => {
+                let ptr = self.block_ptr(block);
+                // SAFETY: the run lies inside the arena's region and is claimed by this call, so nobody
+                // else touches it.
+                match unsafe { backend.commit(ptr, blocks << self.block_shift) } {
+                    Ok(zero) => {
+                        zeroed_by_commit = zero;
+                        committed.claim(block, blocks);
+                        true
+                    }
+                    Err(_) => {
+                        in_use.unclaim(block, blocks);
+                        return None;
+                    }
+                }
+            }
+            Some(_) => false,
+        };
+        let never_used = self.dirty().claim(block, blocks).all_clear;
+        Some(Claimed {
+            block,
+            committed,
+            zero: committed && (never_used || zeroed_by_commit),
+        })
+    }
+
+    /// Claims a free run of `blocks` blocks starting at an address that is a multiple of `align`
+    /// (larger than the block size): candidate starts are `align / block_size` blocks apart.
+    fn try_claim_aligned(&self, blocks: usize, align: usize) -> Option<usize> {
+        let start = self.start.addr().get();
+        let first = (start.checked_next_multiple_of(align)? - start) >> self.block_shift;
+        let step = align >> self.block_shift;
+        let in_use = self.in_use();
+        let mut block = first;
+        while block.checked_add(blocks)? <= self.block_count {
+            if !in_use.is_any_claimed(block, blocks) && in_use.try_claim(block, blocks) {
+                return Some(block);
+            }
+            block = block.checked_add(step)?;
+        }
+        None
+    }
+
+    /// Gives the run `[block, block + blocks)` back, after checking that it is inside the arena and
+    /// entirely in use. On an error nothing changes.
+    pub fn free(&self, block: usize, blocks: usize) -> Result<(), FreeErrorKind> {
+        if blocks == 0 || block.checked_add(blocks).is_none_or(|end| end > self.block_count) {
+            return Err(FreeErrorKind::PastEnd);
+        }
+        let in_use = self.in_use();
+        if !in_use.is_claimed(block, blocks) {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        if in_use.unclaim(block, blocks) {
+            Ok(())
+        } else {
+            // Another thread freed part of the run at the same moment: a double free.
+            Err(FreeErrorKind::DoubleFree)
+        }
+    }
+
+    /// Writes the arena's part of the arena map: a header, then one line per in-use field, with `x`
+    /// for a block in use and `.` for a free one, block 0 first.
+    pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        let in_use = self.in_use();
+        let used = in_use.count_set() - (self.field_count * FIELD_BITS - self.block_count);
+        writeln!(
+            out,
+            "arena {}: {} blocks of {} bytes at {:#x}, {} field{}{}{}",
+            self.id.get(),
+            self.block_count,
+            self.block_size(),
+            self.start.addr().get(),
+            self.field_count,
+            if self.field_count == 1 { "" } else { "s" },
+            if self.exclusive { ", exclusive" } else { "" },
+            if self.pinned { ", pinned" } else { "" },
+        )?;
+        for (f, field) in in_use.fields().iter().enumerate() {
+            let bits = field.load(Ordering::Relaxed);
+            let end = (self.block_count - f * FIELD_BITS).min(FIELD_BITS);
+            out.write_str("  ")?;
+            for bit in 0..end {
+                out.write_char(if bits & (1 << bit) != 0 { 'x' } else { '.' })?;
+            }
+            out.write_char('\n')?;
+        }
+        writeln!(out, "  in use: {used} of {} blocks", self.block_count)
+    }
+}

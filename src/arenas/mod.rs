@@ -1,0 +1,387 @@
+//! The arena registry: up to `MAX_ARENAS` arenas, found by id, reserved on demand, with a fallback to
+//! the backend when none has room.
+//!
+//! Follows the seed's `_mi_arena_alloc_aligned`, `mi_arena_reserve`, `_mi_arena_free`,
+//! `mi_manage_os_memory_ex`, `mi_reserve_os_memory_ex`, `_mi_arena_contains`, `mi_arena_area`,
+//! `_mi_arena_unsafe_destroy_all` and `mi_debug_show_arenas`. Arena ids are registry index + 1;
+//! id 0 ([`ArenaId::ANY`]) asks for any arena that is not exclusive.
+
+mod report;
+mod reserve;
+
+pub use report::ArenaStats;
+pub use reserve::ReserveError;
+
+use crate::arena::Arena;
+use crate::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use crate::backend::{OsBackend, Region};
+use crate::config::Config;
+use crate::error::{ErrorHook, FreeError, FreeErrorKind};
+use crate::memid::{Allocation, ArenaId, MemId, MemKind};
+use crate::meta::MetaArea;
+use core::fmt;
+use core::ptr::NonNull;
+use report::Report;
+
+/// The arena registry over a backend `B`: at most `MAX_ARENAS` arenas, with `META_BYTES` bytes of
+/// static metadata area for their descriptors and bitmaps.
+///
+/// Const-constructible, so it can be a `static`. It keeps its arenas' descriptors inside itself, so
+/// once it has handed out memory it must stay at one address: a registry that finds itself moved
+/// refuses to allocate and reports every free as [`FreeErrorKind::NotOurs`].
+pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: usize = 4096> {
+    backend: B,
+    config: Config,
+    /// Slot `i` holds the arena with id `i + 1` once it is published, or null. A published pointer
+    /// never changes and its descriptor never moves, until `destroy_all`.
+    table: [AtomicPtr<Arena>; MAX_ARENAS],
+    /// Slots taken so far. It may exceed `MAX_ARENAS` for a moment while an addition fails; readers
+    /// look at `min(count, MAX_ARENAS)` slots and skip the null ones.
+    count: AtomicUsize,
+    /// Where descriptors and bitmaps come from first.
+    meta: MetaArea<META_BYTES>,
+    /// The address of `self` when it first handed out memory (0 before): every pointer in `table`
+    /// may point into `self.meta`, so the registry works only there.
+    home: AtomicUsize,
+    report: Report,
+}
+
+impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, MAX_ARENAS, META_BYTES> {
+    /// An empty registry over `backend`. Panics (at compile time in a `static`) if `config` is
+    /// invalid.
+    pub const fn new(backend: B, config: Config) -> Self {
+        config.validate();
+        Arenas {
+            backend,
+            config,
+            table: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_ARENAS],
+            count: AtomicUsize::new(0),
+            meta: MetaArea::new(),
+            home: AtomicUsize::new(0),
+            report: Report::new(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The block size in bytes.
+    #[inline]
+    pub fn block_size(&self) -> usize {
+        self.config.block_size
+    }
+
+    #[inline]
+    fn block_shift(&self) -> u32 {
+        self.config.block_size.trailing_zeros()
+    }
+
+    /// Whether the registry is at the address where it first handed out memory (recording it now if
+    /// it has not handed out any yet).
+    #[inline]
+    fn at_home(&self) -> bool {
+        let here = (self as *const Self).addr();
+        match self.home.load(Ordering::Relaxed) {
+            home if home == here => true,
+            0 => match self
+                .home
+                .compare_exchange(0, here, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => true,
+                Err(home) => home == here,
+            },
+            _ => false,
+        }
+    }
+
+    /// Number of table slots that may hold an arena.
+    #[inline]
+    fn slots(&self) -> usize {
+        self.count.load(Ordering::Acquire).min(MAX_ARENAS)
+    }
+
+    /// The arena in slot `index`, if one is published there.
+    #[inline]
+    fn arena(&self, index: usize) -> Option<&Arena> {
+        let ptr = self.table.get(index)?.load(Ordering::Acquire);
+        // SAFETY: a non-null slot points to an initialised descriptor that is never moved or freed
+        // while it is published (invariant on `table`), and the registry is at home, where the
+        // descriptors are (callers check `at_home` before handing the reference on).
+        unsafe { ptr.as_ref() }
+    }
+
+    /// The published arenas.
+    fn arenas(&self) -> impl Iterator<Item = &Arena> + '_ {
+        let ok = self.at_home();
+        (0..if ok { self.slots() } else { 0 }).filter_map(move |i| self.arena(i))
+    }
+
+    /// Number of arenas in the registry.
+    pub fn arena_count(&self) -> usize {
+        self.arenas().count()
+    }
+
+    /// Allocates at least `size` bytes aligned to `align` (a power of two), committed if `commit` is
+    /// asked, from the arena `arena` or, for [`ArenaId::ANY`], from any arena that is not exclusive.
+    ///
+    /// When no arena has room, a new arena is reserved (unless a specific arena was asked for), and
+    /// when that is not possible the memory comes from the backend directly (unless
+    /// [`Config::limit_os_alloc`] is set or a specific arena was asked for). Returns `None` when the
+    /// size is 0, the alignment is not a power of two, the sizes overflow, or there is no memory; no
+    /// block stays claimed then.
+    pub fn alloc(&self, size: usize, align: usize, commit: bool, arena: ArenaId) -> Option<Allocation> {
+        if size == 0 || !align.is_power_of_two() || !self.at_home() {
+            return None;
+        }
+        let bytes = size.checked_next_multiple_of(self.block_size())?;
+        let blocks = bytes >> self.block_shift();
+        if let Some(found) = self.try_arenas(blocks, align, commit, arena) {
+            return Some(found);
+        }
+        if arena == ArenaId::ANY {
+            if let Some(index) = self.reserve_on_demand(bytes, align).and_then(ArenaId::index) {
+                if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
+                    return Some(found);
+                }
+            }
+        }
+        if self.config.limit_os_alloc || arena != ArenaId::ANY {
+            return None;
+        }
+        self.alloc_direct(size, align, commit)
+    }
+
+    /// Tries every arena that may serve a request for `requested`.
+    fn try_arenas(
+        &self,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+        requested: ArenaId,
+    ) -> Option<Allocation> {
+        match requested.index() {
+            Some(index) => self.try_arena(index, blocks, align, commit, requested),
+            None => (0..self.slots())
+                .find_map(|index| self.try_arena(index, blocks, align, commit, requested)),
+        }
+    }
+
+    /// Tries the arena in slot `index`.
+    fn try_arena(
+        &self,
+        index: usize,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+        requested: ArenaId,
+    ) -> Option<Allocation> {
+        let arena = self.arena(index)?;
+        if !arena.id.suits(arena.exclusive, requested) {
+            return None;
+        }
+        let claimed = arena.try_alloc(blocks, align, commit, &self.backend)?;
+        Report::count(&self.report.arena_allocs);
+        Some(Allocation {
+            ptr: arena.block_ptr(claimed.block),
+            size: blocks << self.block_shift(),
+            memid: MemId {
+                kind: MemKind::Arena {
+                    id: arena.id,
+                    block: claimed.block,
+                },
+                initially_committed: claimed.committed,
+                initially_zero: claimed.zero,
+                pinned: arena.pinned(),
+            },
+        })
+    }
+
+    /// Allocates straight from the backend.
+    fn alloc_direct(&self, size: usize, align: usize, commit: bool) -> Option<Allocation> {
+        let page = self.backend.page_size();
+        let size = size.checked_next_multiple_of(page)?;
+        let region = self.backend.alloc(size, align.max(page), commit)?;
+        Report::count(&self.report.os_allocs);
+        Some(Allocation {
+            ptr: region.ptr,
+            size: region.size,
+            memid: MemId {
+                kind: MemKind::Os,
+                initially_committed: region.committed,
+                initially_zero: region.zeroed,
+                pinned: region.pinned,
+            },
+        })
+    }
+
+    /// Gives an allocation back. A bad free (memory that is not ours, a double free, a run past an
+    /// arena's end, a pointer that does not start the allocation) changes nothing: it is counted,
+    /// passed to the error hook and returned.
+    ///
+    /// # Safety
+    /// Nobody uses the memory after this call (if it was valid).
+    pub unsafe fn free(&self, allocation: &Allocation) -> Result<(), FreeError> {
+        let result = match allocation.memid.kind {
+            MemKind::Arena { id, block } => {
+                self.free_blocks(id, block, allocation.ptr, allocation.size)
+            }
+            // SAFETY: forwarded from the caller.
+            MemKind::Os => unsafe { self.free_direct(allocation) },
+        };
+        result.map_err(|kind| self.refuse(kind, allocation.ptr.addr().get(), allocation.size))
+    }
+
+    /// Gives back the block run of `size` bytes at `ptr`, found by address rather than by memory id.
+    /// Only memory in an arena can be freed this way.
+    ///
+    /// # Safety
+    /// Nobody uses the memory after this call (if it was valid).
+    pub unsafe fn free_at(&self, ptr: NonNull<u8>, size: usize) -> Result<(), FreeError> {
+        let addr = ptr.addr().get();
+        let result = match self.arenas().find(|a| a.offset_of(addr).is_some()) {
+            None => Err(FreeErrorKind::NotOurs),
+            Some(arena) => self.free_blocks(arena.id, arena.offset_of(addr).unwrap_or(0) >> self.block_shift(), ptr, size),
+        };
+        result.map_err(|kind| self.refuse(kind, addr, size))
+    }
+
+    /// Counts a refused free, calls the error hook, and builds the error.
+    fn refuse(&self, kind: FreeErrorKind, addr: usize, size: usize) -> FreeError {
+        self.report.bad_free(kind, addr, size);
+        FreeError { kind, addr, size }
+    }
+
+    fn free_blocks(
+        &self,
+        id: ArenaId,
+        block: usize,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) -> Result<(), FreeErrorKind> {
+        if !self.at_home() {
+            return Err(FreeErrorKind::NotOurs);
+        }
+        let arena = id
+            .index()
+            .filter(|&i| i < self.slots())
+            .and_then(|i| self.arena(i))
+            .ok_or(FreeErrorKind::NotOurs)?;
+        let offset = arena
+            .offset_of(ptr.addr().get())
+            .ok_or(FreeErrorKind::NotOurs)?;
+        if offset != block << self.block_shift() {
+            return Err(FreeErrorKind::Misaligned);
+        }
+        let blocks = size.div_ceil(self.block_size());
+        arena.free(block, blocks)?;
+        Report::count(&self.report.arena_frees);
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for [`free`](Self::free).
+    unsafe fn free_direct(&self, allocation: &Allocation) -> Result<(), FreeErrorKind> {
+        if !self.at_home() || self.contains(allocation.ptr) {
+            return Err(FreeErrorKind::NotOurs);
+        }
+        let region = Region {
+            ptr: allocation.ptr,
+            size: allocation.size,
+            committed: allocation.memid.initially_committed,
+            zeroed: false,
+            pinned: allocation.memid.pinned,
+        };
+        // SAFETY: the memory id says the backend handed out exactly this region (checked as far as
+        // the registry can: it is not arena memory), and the caller gives up its use.
+        unsafe { self.backend.free(region) };
+        Report::count(&self.report.os_frees);
+        Ok(())
+    }
+
+    /// Whether `ptr` points into one of the arenas.
+    pub fn contains(&self, ptr: NonNull<u8>) -> bool {
+        let addr = ptr.addr().get();
+        self.arenas().any(|a| a.offset_of(addr).is_some())
+    }
+
+    /// The memory of arena `id`: its first byte and its size in bytes.
+    pub fn area(&self, id: ArenaId) -> Option<(NonNull<u8>, usize)> {
+        let index = id.index().filter(|&i| i < self.slots() && self.at_home())?;
+        self.arena(index).map(|a| (a.start(), a.size()))
+    }
+
+    /// Sets the function called on every refused free (`None`: no call). It runs inside the
+    /// allocator and must not allocate.
+    pub fn set_error_hook(&self, hook: Option<ErrorHook>) {
+        self.report.set_hook(hook);
+    }
+
+    /// The counters, and what the arenas hold now.
+    pub fn stats(&self) -> ArenaStats {
+        let mut stats = ArenaStats::default();
+        self.report.fill(&mut stats);
+        for arena in self.arenas() {
+            let padding = arena.in_use().bit_count() - arena.block_count();
+            stats.arenas += 1;
+            stats.arena_bytes += arena.size();
+            stats.blocks_in_use += arena.in_use().count_set() - padding;
+        }
+        stats.meta_bytes = self.meta.used();
+        stats
+    }
+
+    /// Writes the arena map: for every arena a header, its in-use bitmap one field per line (`x` in
+    /// use, `.` free, block 0 first) and a count.
+    pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        let arenas = self.arena_count();
+        writeln!(out, "{arenas} arena{}", if arenas == 1 { "" } else { "s" })?;
+        self.arenas().try_for_each(|arena| arena.write_map(out))
+    }
+
+    /// Gives every arena's memory back to the backend where it can take it, and empties the others:
+    /// every allocation made from the registry becomes invalid.
+    ///
+    /// # Safety
+    /// No memory handed out by the registry is used any more, and no other thread uses the registry
+    /// during the call.
+    pub unsafe fn destroy_all(&self) {
+        if !self.at_home() {
+            return;
+        }
+        let mut kept = 0;
+        for (index, slot) in self.table.iter().enumerate().take(self.slots()) {
+            let Some(arena) = self.arena(index) else { continue };
+            let (region, meta_region) = (arena.region, arena.meta_region);
+            match region {
+                Some(region) if self.backend.can_free() => {
+                    slot.store(core::ptr::null_mut(), Ordering::Release);
+                    // SAFETY: the arena's region came from this backend and nobody uses it (caller);
+                    // the descriptor is unpublished and not read after this point.
+                    unsafe {
+                        self.backend.free(region);
+                        if let Some(meta_region) = meta_region {
+                            self.backend.free(meta_region);
+                        }
+                    }
+                }
+                _ => {
+                    kept += 1;
+                    // SAFETY: nobody uses the arena's blocks or the registry now (caller).
+                    unsafe { arena.clear() };
+                }
+            }
+        }
+        if kept == 0 {
+            self.count.store(0, Ordering::Release);
+            // SAFETY: no descriptor is published any more, so no piece of the area is in use.
+            unsafe { self.meta.reset() };
+        }
+    }
+}

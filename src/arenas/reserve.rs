@@ -1,0 +1,199 @@
+//! Adding arenas: reserving memory from the backend, managing memory the user provides, and the
+//! policy for reserving on demand (the seed's `mi_arena_reserve`, `mi_reserve_os_memory_ex`,
+//! `mi_manage_os_memory_ex2` and `mi_arena_add`).
+
+use super::Arenas;
+use crate::arena::{Arena, ArenaInit};
+use crate::atomic::Ordering;
+use crate::backend::{align_up, OsBackend, Region};
+use crate::config::EagerCommit;
+use crate::memid::ArenaId;
+use crate::meta::META_ALIGN;
+use core::ptr::NonNull;
+
+/// Why an arena could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReserveError {
+    /// The backend has no memory (or the size overflows).
+    OutOfMemory,
+    /// The memory holds less than one block once aligned to the block size.
+    TooSmall,
+    /// The registry already holds `MAX_ARENAS` arenas.
+    TableFull,
+    /// No memory for the arena's descriptor and bitmaps.
+    NoMetadata,
+    /// The registry was moved after it first handed out memory.
+    Moved,
+}
+
+impl core::fmt::Display for ReserveError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ReserveError::OutOfMemory => "the backend has no memory for the arena",
+            ReserveError::TooSmall => "the memory is smaller than one arena block",
+            ReserveError::TableFull => "the arena registry is full",
+            ReserveError::NoMetadata => "no memory for the arena's metadata",
+            ReserveError::Moved => "the arena registry was moved after first use",
+        })
+    }
+}
+
+/// Arenas the registry does not reserve on demand, so that a few slots stay for explicit calls.
+const KEEP_FREE_SLOTS: usize = 4;
+
+impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, MAX_ARENAS, META_BYTES> {
+    /// Reserves `size` bytes (rounded up to whole blocks) from the backend as a new arena, committed
+    /// up front if `commit`, serving only requests that name it if `exclusive`.
+    pub fn reserve(&self, size: usize, commit: bool, exclusive: bool) -> Result<ArenaId, ReserveError> {
+        if !self.at_home() {
+            return Err(ReserveError::Moved);
+        }
+        let size = align_up(size.max(1), self.block_size()).ok_or(ReserveError::OutOfMemory)?;
+        let region = self
+            .backend
+            .alloc(size, self.block_size(), commit)
+            .ok_or(ReserveError::OutOfMemory)?;
+        let added = self.add(
+            region.ptr,
+            region.size,
+            region.committed,
+            region.zeroed,
+            region.pinned,
+            exclusive,
+            Some(region),
+        );
+        if added.is_err() {
+            // SAFETY: the region came from this backend just now and was never handed out.
+            unsafe { self.backend.free(region) };
+        }
+        added
+    }
+
+    /// Makes the memory `[start, start + size)` an arena. The start is rounded up and the end down to
+    /// the block size. `committed`, `zero` and `pinned` say what is true of the memory; an
+    /// `exclusive` arena serves only requests that name it.
+    ///
+    /// # Safety
+    /// The memory is valid for reads and writes, belongs to nobody else, and stays so for as long as
+    /// the registry exists (it is never given back).
+    pub unsafe fn manage(
+        &self,
+        start: NonNull<u8>,
+        size: usize,
+        committed: bool,
+        zero: bool,
+        pinned: bool,
+        exclusive: bool,
+    ) -> Result<ArenaId, ReserveError> {
+        if !self.at_home() {
+            return Err(ReserveError::Moved);
+        }
+        self.add(start, size, committed || pinned, zero, pinned, exclusive, None)
+    }
+
+    /// Reserves an arena that can hold `bytes` aligned to `align`, following the seed's policy:
+    /// `arena_reserve` bytes, a quarter of that without virtual reserve, doubled for every 8 arenas
+    /// that exist (from 8 to 128), and none at all when that is still too small or the table is
+    /// nearly full.
+    pub(super) fn reserve_on_demand(&self, bytes: usize, align: usize) -> Option<ArenaId> {
+        let count = self.count.load(Ordering::Acquire);
+        if count + KEEP_FREE_SLOTS > MAX_ARENAS || self.config.arena_reserve == 0 {
+            return None;
+        }
+        let mut reserve = self.config.arena_reserve;
+        if !self.backend.has_virtual_reserve() {
+            reserve /= 4;
+        }
+        let mut reserve = align_up(reserve.max(1), self.block_size())?;
+        if (8..=128).contains(&count) {
+            reserve = reserve.checked_mul(1 << (count / 8))?;
+        }
+        let needed = bytes.checked_add(align.saturating_sub(self.block_size()))?;
+        if reserve < needed {
+            return None;
+        }
+        let commit = match self.config.eager_commit {
+            EagerCommit::Never => false,
+            EagerCommit::Always => true,
+            EagerCommit::IfOvercommit => self.backend.has_overcommit(),
+        };
+        self.reserve(reserve, commit, false).ok()
+    }
+
+    /// Builds an arena over `[start, start + size)` and publishes it.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        start: NonNull<u8>,
+        size: usize,
+        committed: bool,
+        zero: bool,
+        pinned: bool,
+        exclusive: bool,
+        region: Option<Region>,
+    ) -> Result<ArenaId, ReserveError> {
+        let block_size = self.block_size();
+        let addr = start.addr().get();
+        let skip = align_up(addr, block_size).ok_or(ReserveError::TooSmall)? - addr;
+        let blocks = size.saturating_sub(skip) >> self.block_shift();
+        if blocks == 0 {
+            return Err(ReserveError::TooSmall);
+        }
+        // SAFETY: `skip < size` (at least one block follows it), so the pointer stays inside the
+        // memory, derived from its start.
+        let start = unsafe { start.add(skip) };
+
+        let meta_size = Arena::meta_size(blocks, pinned).ok_or(ReserveError::NoMetadata)?;
+        let (place, meta_region) = self.alloc_meta(meta_size)?;
+
+        let index = self.count.fetch_add(1, Ordering::AcqRel);
+        if index >= MAX_ARENAS {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            if let Some(meta_region) = meta_region {
+                // SAFETY: the region came from this backend in `alloc_meta` and holds nothing.
+                unsafe { self.backend.free(meta_region) };
+            }
+            return Err(ReserveError::TableFull);
+        }
+        let id = ArenaId::from_index(index);
+        // SAFETY: `place` is zeroed, unused memory of `meta_size` bytes aligned to 16 (enough for a
+        // descriptor), and the arena's memory is `blocks` whole blocks from an aligned `start`.
+        let arena = unsafe {
+            Arena::init(
+                place,
+                ArenaInit {
+                    id,
+                    start,
+                    size: blocks << self.block_shift(),
+                    block_shift: self.block_shift(),
+                    region,
+                    committed,
+                    zero,
+                    pinned,
+                    exclusive,
+                    meta_region,
+                },
+            )
+        };
+        self.table[index].store(arena.as_ptr(), Ordering::Release);
+        Ok(id)
+    }
+
+    /// Zeroed memory for a descriptor: from the static area, else from the backend.
+    fn alloc_meta(&self, size: usize) -> Result<(NonNull<u8>, Option<Region>), ReserveError> {
+        if let Some(place) = self.meta.alloc_zeroed(size) {
+            return Ok((place, None));
+        }
+        let page = self.backend.page_size();
+        let bytes = align_up(size, page).ok_or(ReserveError::NoMetadata)?;
+        let region = self
+            .backend
+            .alloc(bytes, page.max(META_ALIGN), true)
+            .ok_or(ReserveError::NoMetadata)?;
+        if !region.zeroed {
+            // SAFETY: the region is fresh, committed, and at least `size` bytes long.
+            unsafe { region.ptr.as_ptr().write_bytes(0, size) };
+        }
+        Ok((region.ptr, Some(region)))
+    }
+}

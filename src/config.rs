@@ -1,0 +1,106 @@
+//! Run-time settings of the arena engine, after mimalloc's options, as a `const` struct with presets.
+
+/// When a freshly reserved arena is committed as a whole (mimalloc's `arena_eager_commit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EagerCommit {
+    /// Commit blocks only when they are handed out.
+    Never,
+    /// Commit the whole arena when it is reserved.
+    Always,
+    /// Commit eagerly only if the backend overcommits (committing costs nothing until touched).
+    IfOvercommit,
+}
+
+/// Settings of the arena engine. Every size is in bytes, every delay in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Size of one arena block: the unit arenas hand out, commit and purge. A power of two, at least
+    /// 64. Every arena starts on a multiple of it.
+    pub block_size: usize,
+    /// Size of an arena reserved on demand when no arena has room (0: never reserve, go to the
+    /// backend directly). Divided by 4 on backends without virtual reserve, and doubled for every 8
+    /// arenas that exist already.
+    pub arena_reserve: usize,
+    /// Delay before freed blocks are purged: below 0 never, 0 at once. Multiplied by
+    /// [`arena_purge_mult`](Self::arena_purge_mult).
+    pub purge_delay_ms: i64,
+    /// Multiplier of [`purge_delay_ms`](Self::purge_delay_ms) for arena blocks.
+    pub arena_purge_mult: i64,
+    /// Whether reserved arenas are committed up front.
+    pub eager_commit: EagerCommit,
+    /// Never allocate from the backend directly when the arenas are full: fail instead.
+    pub limit_os_alloc: bool,
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+impl Config {
+    /// For wasm32 modules: 64 KiB blocks (one `memory.grow` page), 4 MiB arenas (1 MiB at a time, as
+    /// linear memory cannot be reserved without being grown), no purging (linear memory never
+    /// shrinks).
+    pub const WASM: Config = Config {
+        block_size: 64 * KIB,
+        arena_reserve: 4 * MIB,
+        purge_delay_ms: -1,
+        arena_purge_mult: 10,
+        eager_commit: EagerCommit::Never,
+        limit_os_alloc: false,
+    };
+
+    /// For firmware with tens or hundreds of KiB of RAM: 1 KiB blocks, 64 KiB arenas (16 KiB at a
+    /// time without virtual reserve), no purging.
+    pub const EMBEDDED: Config = Config {
+        block_size: KIB,
+        arena_reserve: 64 * KIB,
+        purge_delay_ms: -1,
+        arena_purge_mult: 10,
+        eager_commit: EagerCommit::Never,
+        limit_os_alloc: false,
+    };
+
+    /// For hosts with virtual memory: 64 KiB blocks, 64 MiB arenas reserved uncommitted, purged
+    /// 100 ms after they are freed (10 ms × 10).
+    pub const HOST: Config = Config {
+        block_size: 64 * KIB,
+        arena_reserve: 64 * MIB,
+        purge_delay_ms: 10,
+        arena_purge_mult: 10,
+        eager_commit: EagerCommit::IfOvercommit,
+        limit_os_alloc: false,
+    };
+
+    /// The same settings with another block size.
+    pub const fn with_block_size(self, block_size: usize) -> Config {
+        Config { block_size, ..self }
+    }
+
+    /// The same settings with another arena reservation size.
+    pub const fn with_arena_reserve(self, arena_reserve: usize) -> Config {
+        Config {
+            arena_reserve,
+            ..self
+        }
+    }
+
+    /// The same settings with `limit_os_alloc` set as given.
+    pub const fn with_limit_os_alloc(self, limit_os_alloc: bool) -> Config {
+        Config {
+            limit_os_alloc,
+            ..self
+        }
+    }
+
+    /// Panics (at compile time, in a `static`) if a setting is out of range.
+    pub const fn validate(&self) {
+        assert!(
+            self.block_size.is_power_of_two() && self.block_size >= 64,
+            "Config::block_size must be a power of two of at least 64 bytes"
+        );
+    }
+
+    /// The purge delay in milliseconds: below 0 never, 0 at once.
+    pub const fn purge_delay(&self) -> i64 {
+        self.purge_delay_ms.saturating_mul(self.arena_purge_mult)
+    }
+}

@@ -1,0 +1,20 @@
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![doc = "quarry-alloc"]
+
+mod arena;
+pub mod arenas;
+mod atomic;
+pub mod backend;
+pub mod bitmap;
+mod config;
+mod error;
+mod memid;
+mod meta;
+
+pub use arenas::{ArenaStats, Arenas, ReserveError};
+pub use backend::{OsBackend, Region, StaticBuffer};
+pub use config::{Config, EagerCommit};
+pub use error::{ErrorHook, FreeError, FreeErrorKind};
+pub use memid::{Allocation, ArenaId, MemId, MemKind};
+pub use meta::MetaArea;
