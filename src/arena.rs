@@ -184,7 +184,9 @@ impl Arena {
     /// # Safety
     /// No block of the arena is used any more, and no other thread uses the arena during the call.
     pub unsafe fn clear(&self) {
-        let committed = self.committed().is_none_or(|c| c.count_set() == c.bit_count());
+        let committed = self
+            .committed()
+            .is_none_or(|c| c.count_set() == c.bit_count());
         self.reset_bitmaps(committed, false);
     }
 
@@ -277,7 +279,10 @@ impl Arena {
         let block = if align <= self.block_size() {
             let hint = self.search_hint.load(Ordering::Relaxed);
             let block = in_use.try_find_claim(hint, blocks)?;
-            self.search_hint.store(block / FIELD_BITS, Ordering::Relaxed);
+            if block / FIELD_BITS != hint {
+                self.search_hint
+                    .store(block / FIELD_BITS, Ordering::Relaxed);
+            }
             block
         } else {
             self.try_claim_aligned(blocks, align)?
@@ -311,7 +316,9 @@ impl Arena {
             }
             Some(_) => false,
         };
-        let never_used = self.dirty().claim(block, blocks).all_clear;
+        // In a warm arena the run is usually dirty already: test before paying for the atomic update.
+        let dirty = self.dirty();
+        let never_used = !dirty.is_claimed(block, blocks) && dirty.claim(block, blocks).all_clear;
         Some(Claimed {
             block,
             committed,
@@ -339,7 +346,11 @@ impl Arena {
     /// Gives the run `[block, block + blocks)` back, after checking that it is inside the arena and
     /// entirely in use. On an error nothing changes.
     pub fn free(&self, block: usize, blocks: usize) -> Result<(), FreeErrorKind> {
-        if blocks == 0 || block.checked_add(blocks).is_none_or(|end| end > self.block_count) {
+        if blocks == 0
+            || block
+                .checked_add(blocks)
+                .is_none_or(|end| end > self.block_count)
+        {
             return Err(FreeErrorKind::PastEnd);
         }
         let in_use = self.in_use();

@@ -1,6 +1,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![doc = "quarry-alloc"]
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod arena;
 pub mod arenas;

@@ -12,6 +12,12 @@ impl ArenaId {
     /// No specific arena: any non-exclusive arena will do.
     pub const ANY: ArenaId = ArenaId(0);
 
+    /// The id with number `id` (0 is [`ArenaId::ANY`]). It names an arena only if a registry handed
+    /// it out; any other number is simply refused by the registry.
+    pub const fn new(id: u32) -> ArenaId {
+        ArenaId(id)
+    }
+
     /// The id of the arena at `index` in the registry.
     pub(crate) const fn from_index(index: usize) -> ArenaId {
         ArenaId(index as u32 + 1)

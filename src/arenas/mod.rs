@@ -8,6 +8,8 @@
 
 mod report;
 mod reserve;
+#[cfg(test)]
+mod tests;
 
 pub use report::ArenaStats;
 pub use reserve::ReserveError;
@@ -46,7 +48,9 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     report: Report,
 }
 
-impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, MAX_ARENAS, META_BYTES> {
+impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
+    Arenas<B, MAX_ARENAS, META_BYTES>
+{
     /// An empty registry over `backend`. Panics (at compile time in a `static`) if `config` is
     /// invalid.
     pub const fn new(backend: B, config: Config) -> Self {
@@ -136,7 +140,13 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
     /// [`Config::limit_os_alloc`] is set or a specific arena was asked for). Returns `None` when the
     /// size is 0, the alignment is not a power of two, the sizes overflow, or there is no memory; no
     /// block stays claimed then.
-    pub fn alloc(&self, size: usize, align: usize, commit: bool, arena: ArenaId) -> Option<Allocation> {
+    pub fn alloc(
+        &self,
+        size: usize,
+        align: usize,
+        commit: bool,
+        arena: ArenaId,
+    ) -> Option<Allocation> {
         if size == 0 || !align.is_power_of_two() || !self.at_home() {
             return None;
         }
@@ -146,7 +156,10 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
             return Some(found);
         }
         if arena == ArenaId::ANY {
-            if let Some(index) = self.reserve_on_demand(bytes, align).and_then(ArenaId::index) {
+            if let Some(index) = self
+                .reserve_on_demand(bytes, align)
+                .and_then(ArenaId::index)
+            {
                 if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
                     return Some(found);
                 }
@@ -187,7 +200,6 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
             return None;
         }
         let claimed = arena.try_alloc(blocks, align, commit, &self.backend)?;
-        Report::count(&self.report.arena_allocs);
         Some(Allocation {
             ptr: arena.block_ptr(claimed.block),
             size: blocks << self.block_shift(),
@@ -238,20 +250,6 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
         result.map_err(|kind| self.refuse(kind, allocation.ptr.addr().get(), allocation.size))
     }
 
-    /// Gives back the block run of `size` bytes at `ptr`, found by address rather than by memory id.
-    /// Only memory in an arena can be freed this way.
-    ///
-    /// # Safety
-    /// Nobody uses the memory after this call (if it was valid).
-    pub unsafe fn free_at(&self, ptr: NonNull<u8>, size: usize) -> Result<(), FreeError> {
-        let addr = ptr.addr().get();
-        let result = match self.arenas().find(|a| a.offset_of(addr).is_some()) {
-            None => Err(FreeErrorKind::NotOurs),
-            Some(arena) => self.free_blocks(arena.id, arena.offset_of(addr).unwrap_or(0) >> self.block_shift(), ptr, size),
-        };
-        result.map_err(|kind| self.refuse(kind, addr, size))
-    }
-
     /// Counts a refused free, calls the error hook, and builds the error.
     fn refuse(&self, kind: FreeErrorKind, addr: usize, size: usize) -> FreeError {
         self.report.bad_free(kind, addr, size);
@@ -280,9 +278,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
             return Err(FreeErrorKind::Misaligned);
         }
         let blocks = size.div_ceil(self.block_size());
-        arena.free(block, blocks)?;
-        Report::count(&self.report.arena_frees);
-        Ok(())
+        arena.free(block, blocks)
     }
 
     /// # Safety
@@ -300,7 +296,11 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
         };
         // SAFETY: the memory id says the backend handed out exactly this region (checked as far as
         // the registry can: it is not arena memory), and the caller gives up its use.
-        unsafe { self.backend.free(region) };
+        let freed = unsafe { self.backend.free(region) };
+        if self.backend.can_free() && !freed {
+            // A backend that can free refused: the region is not one of its own.
+            return Err(FreeErrorKind::NotOurs);
+        }
         Report::count(&self.report.os_frees);
         Ok(())
     }
@@ -357,7 +357,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
         }
         let mut kept = 0;
         for (index, slot) in self.table.iter().enumerate().take(self.slots()) {
-            let Some(arena) = self.arena(index) else { continue };
+            let Some(arena) = self.arena(index) else {
+                continue;
+            };
             let (region, meta_region) = (arena.region, arena.meta_region);
             match region {
                 Some(region) if self.backend.can_free() => {

@@ -12,10 +12,6 @@ pub struct ArenaStats {
     pub arena_bytes: usize,
     /// Blocks handed out now, over all arenas.
     pub blocks_in_use: usize,
-    /// Block runs handed out from arenas, in all.
-    pub arena_allocs: usize,
-    /// Block runs given back to arenas, in all.
-    pub arena_frees: usize,
     /// Regions allocated from the backend directly because no arena had room, in all.
     pub os_allocs: usize,
     /// Such regions given back.
@@ -39,10 +35,9 @@ impl ArenaStats {
     }
 }
 
-/// The registry's event counters and error hook.
+/// The registry's event counters and error hook. Only rare events are counted, so that the block
+/// claim and release paths pay for no shared counter (blocks in use are read off the bitmaps).
 pub(crate) struct Report {
-    pub arena_allocs: AtomicUsize,
-    pub arena_frees: AtomicUsize,
     pub os_allocs: AtomicUsize,
     pub os_frees: AtomicUsize,
     /// Refused frees, indexed by `FreeErrorKind as usize`.
@@ -54,8 +49,6 @@ pub(crate) struct Report {
 impl Report {
     pub const fn new() -> Self {
         Report {
-            arena_allocs: AtomicUsize::new(0),
-            arena_frees: AtomicUsize::new(0),
             os_allocs: AtomicUsize::new(0),
             os_frees: AtomicUsize::new(0),
             errors: [
@@ -92,8 +85,6 @@ impl Report {
     /// Fills the event counters of `stats`.
     pub fn fill(&self, stats: &mut ArenaStats) {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
-        stats.arena_allocs = get(&self.arena_allocs);
-        stats.arena_frees = get(&self.arena_frees);
         stats.os_allocs = get(&self.os_allocs);
         stats.os_frees = get(&self.os_frees);
         stats.not_ours = get(&self.errors[FreeErrorKind::NotOurs as usize]);

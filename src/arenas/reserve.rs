@@ -41,10 +41,17 @@ impl core::fmt::Display for ReserveError {
 /// Arenas the registry does not reserve on demand, so that a few slots stay for explicit calls.
 const KEEP_FREE_SLOTS: usize = 4;
 
-impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, MAX_ARENAS, META_BYTES> {
+impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
+    Arenas<B, MAX_ARENAS, META_BYTES>
+{
     /// Reserves `size` bytes (rounded up to whole blocks) from the backend as a new arena, committed
     /// up front if `commit`, serving only requests that name it if `exclusive`.
-    pub fn reserve(&self, size: usize, commit: bool, exclusive: bool) -> Result<ArenaId, ReserveError> {
+    pub fn reserve(
+        &self,
+        size: usize,
+        commit: bool,
+        exclusive: bool,
+    ) -> Result<ArenaId, ReserveError> {
         if !self.at_home() {
             return Err(ReserveError::Moved);
         }
@@ -88,7 +95,15 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize> Arenas<B, M
         if !self.at_home() {
             return Err(ReserveError::Moved);
         }
-        self.add(start, size, committed || pinned, zero, pinned, exclusive, None)
+        self.add(
+            start,
+            size,
+            committed || pinned,
+            zero,
+            pinned,
+            exclusive,
+            None,
+        )
     }
 
     /// Reserves an arena that can hold `bytes` aligned to `align`, following the seed's policy:

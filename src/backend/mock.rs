@@ -139,7 +139,10 @@ impl Mock {
         Mock {
             base,
             layout,
-            options: MockOptions { capacity, ..options },
+            options: MockOptions {
+                capacity,
+                ..options
+            },
             clock: AtomicU64::new(0),
             state: Mutex::new(State {
                 regions: Vec::new(),
@@ -393,11 +396,19 @@ unsafe impl OsBackend for Mock {
             offset,
             size: region.size,
         });
-        match state.regions.iter().position(|&r| r == (offset, region.size)) {
+        match state
+            .regions
+            .iter()
+            .position(|&r| r == (offset, region.size))
+        {
             Some(i) => {
                 state.regions.remove(i);
                 let page = self.options.page_size;
-                self.set_committed(&mut state, offset / page..(offset + region.size) / page, false);
+                self.set_committed(
+                    &mut state,
+                    offset / page..(offset + region.size) / page,
+                    false,
+                );
                 true
             }
             None => {
@@ -429,14 +440,93 @@ impl Mock {
             .regions
             .iter()
             .map(|&(start, size)| (start, start + size))
-            .chain(core::iter::once((self.options.capacity, self.options.capacity)));
+            .chain(core::iter::once((
+                self.options.capacity,
+                self.options.capacity,
+            )));
         for (next_start, next_end) in gaps {
             let aligned = base.checked_add(from)?.checked_next_multiple_of(align)? - base;
-            if aligned.checked_add(len).is_some_and(|end| end <= next_start) {
+            if aligned
+                .checked_add(len)
+                .is_some_and(|end| end <= next_start)
+            {
                 return Some((aligned, len));
             }
             from = next_end;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_calls_tracks_commit_and_poisons() {
+        let mock = Mock::new(64 * 1024);
+        let r = mock.alloc(10_000, 8192, false).unwrap();
+        assert_eq!(r.size, 12 * 1024, "rounded up to pages");
+        assert_eq!(r.ptr.addr().get() % 8192, 0);
+        assert!(!r.committed && !mock.is_committed(r.ptr, r.size));
+        // SAFETY: inside the live region.
+        assert_eq!(unsafe { mock.commit(r.ptr, 4096) }, Ok(true));
+        assert!(mock.is_committed(r.ptr, 4096));
+        // SAFETY: the first page is committed and ours.
+        unsafe { r.ptr.as_ptr().write_bytes(7, 4096) };
+        // SAFETY: inside the live region, unused.
+        let purged = unsafe { mock.purge(r.ptr, 4096, true) };
+        assert!(purged.needs_recommit);
+        assert_eq!(mock.verify_poison(), Ok(()));
+        // SAFETY: deliberately writes into a decommitted page of our own region, to see it found.
+        unsafe { r.ptr.as_ptr().add(100).write(1) };
+        assert_eq!(mock.verify_poison(), Err(mock.offset_of(r.ptr) + 100));
+        // SAFETY: the region is live and nobody uses it.
+        assert!(unsafe { mock.free(r) });
+        // SAFETY: freed already: the mock refuses and remembers.
+        assert!(!unsafe { mock.free(r) });
+        assert_eq!(mock.misuse().len(), 1);
+        let calls = mock.calls();
+        assert!(matches!(
+            calls[0],
+            Call::Alloc {
+                size: 10_000,
+                align: 8192,
+                commit: false,
+                offset: Some(_)
+            }
+        ));
+        assert!(matches!(
+            calls[1],
+            Call::Commit {
+                size: 4096,
+                ok: true,
+                ..
+            }
+        ));
+        assert!(matches!(calls[2], Call::Purge { size: 4096, .. }));
+        assert_eq!(calls.len(), 5);
+    }
+
+    #[test]
+    fn injected_failures_and_budget() {
+        let mock = Mock::new(64 * 1024);
+        mock.fail_next(2);
+        assert!(mock.alloc(4096, 8, true).is_none());
+        assert!(mock.alloc(4096, 8, true).is_none());
+        let r = mock.alloc(4096, 8, false).unwrap();
+        mock.fail_next(1);
+        // SAFETY: inside the live region.
+        assert!(unsafe { mock.commit(r.ptr, 4096) }.is_err());
+        assert!(!mock.is_committed(r.ptr, 4096));
+        mock.set_budget(8192);
+        assert!(mock.alloc(4096, 8, true).is_some());
+        assert!(mock.alloc(4096, 8, true).is_none(), "over budget");
+        mock.set_budget(usize::MAX);
+        assert!(mock.alloc(4096, 8, true).is_some());
+        assert!(mock.alloc(1 << 20, 8, true).is_none(), "over capacity");
+        assert_eq!(mock.bytes_held(), 3 * 4096);
+        mock.advance_ms(5);
+        assert_eq!(mock.now_ms(), Some(5));
     }
 }

@@ -119,7 +119,8 @@ pub unsafe trait OsBackend {
     }
 
     /// Gives a whole region back. Returns `false` if the backend cannot free (the default), in which
-    /// case the region stays valid and unused.
+    /// case the region stays valid and unused, or if it can tell that `region` is not one of its
+    /// live regions (then nothing changes).
     ///
     /// # Safety
     /// `region` was returned by [`alloc`](Self::alloc) of this backend, is not freed yet, and nobody

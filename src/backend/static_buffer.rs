@@ -84,3 +84,35 @@ unsafe impl<const N: usize> OsBackend for StaticBuffer<N> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_aligned_disjoint_and_bounded() {
+        let buffer = StaticBuffer::<4096>::new();
+        let a = buffer.alloc(100, 8, false).unwrap();
+        let b = buffer.alloc(100, 256, false).unwrap();
+        assert!(a.committed && a.zeroed && a.pinned);
+        assert_eq!(b.ptr.addr().get() % 256, 0);
+        assert!(b.ptr.addr().get() >= a.ptr.addr().get() + 100);
+        // SAFETY: both regions are ours, committed, and disjoint.
+        unsafe {
+            a.ptr.as_ptr().write_bytes(1, 100);
+            b.ptr.as_ptr().write_bytes(2, 100);
+            assert_eq!(*a.ptr.as_ptr().add(99), 1);
+        }
+        assert!(buffer.alloc(4096, 8, false).is_none(), "past the end");
+        assert!(buffer.alloc(usize::MAX, 8, false).is_none(), "overflow");
+        assert!(
+            buffer.alloc(8, 1 << (usize::BITS - 1), false).is_none(),
+            "huge alignment"
+        );
+        let rest = buffer.remaining();
+        assert!(buffer.alloc(rest, 1, false).is_some());
+        assert_eq!(buffer.remaining(), 0);
+        // SAFETY: a region is never freed by this backend.
+        assert!(!unsafe { buffer.free(a) });
+    }
+}

@@ -63,6 +63,15 @@ fn pieces<W: Word>(idx: usize, n: usize) -> impl Iterator<Item = (usize, W)> {
     })
 }
 
+/// The field and mask of `[idx, idx + n)` when the run lies inside one field (the common case, taken
+/// without building an iterator).
+#[inline(always)]
+fn single<W: Word>(idx: usize, n: usize) -> Option<(usize, W)> {
+    let bits = W::BITS as usize;
+    let bit = idx % bits;
+    (n >= 1 && n <= bits - bit).then(|| (idx / bits, W::mask(bit as u32, n as u32)))
+}
+
 /// Bit `i` of the result is set iff bits `i .. i + n` of `free` are all set. Requires `1 <= n <= BITS`.
 ///
 /// Each step doubles (at most) the length of the runs the word stands for, so this takes
@@ -101,7 +110,10 @@ impl<'a, F: Field> Bitmap<'a, F> {
     /// Whether `[idx, idx + n)` is a non-empty run inside the bitmap (without overflow).
     #[inline(always)]
     pub fn in_range(&self, idx: usize, n: usize) -> bool {
-        n > 0 && idx.checked_add(n).is_some_and(|end| end <= self.bit_count())
+        n > 0
+            && idx
+                .checked_add(n)
+                .is_some_and(|end| end <= self.bit_count())
     }
 
     /// Claims the run `[idx, idx + n)` if every bit of it is clear, and reports whether it did.
@@ -110,6 +122,14 @@ impl<'a, F: Field> Bitmap<'a, F> {
     /// returns `false`. Panics if the run is out of range.
     #[inline]
     pub fn try_claim(&self, idx: usize, n: usize) -> bool {
+        match single::<F::Word>(idx, n) {
+            Some((field, mask)) => self.try_claim_field(field, mask),
+            None => self.try_claim_across(idx, n),
+        }
+    }
+
+    #[inline(never)]
+    fn try_claim_across(&self, idx: usize, n: usize) -> bool {
         assert!(self.in_range(idx, n), "bitmap run out of range");
         let mut done = 0;
         for (field, mask) in pieces::<F::Word>(idx, n) {
@@ -166,6 +186,14 @@ impl<'a, F: Field> Bitmap<'a, F> {
     /// double free.
     #[inline]
     pub fn unclaim(&self, idx: usize, n: usize) -> bool {
+        if let Some((field, mask)) = single::<F::Word>(idx, n) {
+            return self.fields[field].fetch_and(!mask, AcqRel) & mask == mask;
+        }
+        self.unclaim_across(idx, n)
+    }
+
+    #[inline(never)]
+    fn unclaim_across(&self, idx: usize, n: usize) -> bool {
         assert!(self.in_range(idx, n), "bitmap run out of range");
         let mut all_set = true;
         for (field, mask) in pieces::<F::Word>(idx, n) {
@@ -178,8 +206,12 @@ impl<'a, F: Field> Bitmap<'a, F> {
     /// Whether every bit of `[idx, idx + n)` is set.
     #[inline]
     pub fn is_claimed(&self, idx: usize, n: usize) -> bool {
+        if let Some((field, mask)) = single::<F::Word>(idx, n) {
+            return self.fields[field].load(Acquire) & mask == mask;
+        }
         assert!(self.in_range(idx, n), "bitmap run out of range");
-        pieces::<F::Word>(idx, n).all(|(field, mask)| self.fields[field].load(Acquire) & mask == mask)
+        pieces::<F::Word>(idx, n)
+            .all(|(field, mask)| self.fields[field].load(Acquire) & mask == mask)
     }
 
     /// Whether any bit of `[idx, idx + n)` is set.
@@ -210,14 +242,32 @@ impl<'a, F: Field> Bitmap<'a, F> {
     /// the fields before it. In each field it first looks for a run inside the field, then for one
     /// that starts in the field's free high bits and continues into the fields after it. On a bitmap
     /// no other thread changes, `None` means there is no run of `n` clear bits anywhere.
+    #[inline]
     pub fn try_find_claim(&self, start_field: usize, n: usize) -> Option<usize> {
+        let count = self.fields.len();
+        let start = if start_field < count { start_field } else { 0 };
+        // The common case first: a short run in the field of the hint.
+        if n >= 1 && n <= F::Word::BITS as usize && start < count {
+            if let Some(idx) = self.try_find_claim_in_field(start, n as u32) {
+                return Some(idx);
+            }
+        }
+        self.try_find_claim_everywhere(start, n)
+    }
+
+    /// The rest of [`try_find_claim`](Self::try_find_claim): runs that cross out of the hint's field,
+    /// then every other field in turn.
+    #[inline(never)]
+    fn try_find_claim_everywhere(&self, start: usize, n: usize) -> Option<usize> {
         let count = self.fields.len();
         if n == 0 || n > self.bit_count() {
             return None;
         }
         let bits = F::Word::BITS as usize;
-        let start = if start_field < count { start_field } else { 0 };
-        for step in 0..count {
+        if let Some(idx) = self.try_claim_across_from(start, n) {
+            return Some(idx);
+        }
+        for step in 1..count {
             let field = if start + step < count {
                 start + step
             } else {

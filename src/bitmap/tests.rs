@@ -32,20 +32,38 @@ fn exhaustive_claims<F: Field>() {
             assert_eq!(map.count_set(), n, "exactly the run is set: {start}+{n}");
             assert!(map.is_claimed(start, n));
             assert!(map.is_any_claimed(start, n));
-            assert!(!map.try_claim(start, n), "second claim of {start}+{n} must fail");
-            assert!(!map.try_claim(start + n - 1, 1), "last bit of {start}+{n} is taken");
+            assert!(
+                !map.try_claim(start, n),
+                "second claim of {start}+{n} must fail"
+            );
+            assert!(
+                !map.try_claim(start + n - 1, 1),
+                "last bit of {start}+{n} is taken"
+            );
             if start > 0 {
-                assert!(!map.is_claimed(start - 1, n), "run shifted down is not all set");
+                assert!(
+                    !map.is_claimed(start - 1, n),
+                    "run shifted down is not all set"
+                );
             }
-            assert!(map.unclaim(start, n), "unclaim reports every bit set: {start}+{n}");
+            assert!(
+                map.unclaim(start, n),
+                "unclaim reports every bit set: {start}+{n}"
+            );
             assert_eq!(map.count_set(), 0, "all clear after unclaim of {start}+{n}");
-            assert!(!map.unclaim(start, n), "second unclaim reports a double free");
+            assert!(
+                !map.unclaim(start, n),
+                "second unclaim reports a double free"
+            );
             assert!(!map.is_any_claimed(start, n));
 
             // A claim that meets a set bit at its very end rolls back everything it took.
             map.claim(start + n - 1, 1);
             if n > 1 {
-                assert!(!map.try_claim(start, n), "blocked claim {start}+{n} must fail");
+                assert!(
+                    !map.try_claim(start, n),
+                    "blocked claim {start}+{n} must fail"
+                );
             }
             assert_eq!(map.count_set(), 1, "failed claim {start}+{n} left bits set");
             map.unclaim(start + n - 1, 1);
@@ -121,11 +139,18 @@ fn find_matches_model<F: Field>(seed: u64) {
         let start = rng.below(count + 1);
         match map.try_find_claim(start, n) {
             Some(idx) => {
-                assert!(before[idx..idx + n].iter().all(|b| !b), "found run was not clear");
+                assert!(
+                    before[idx..idx + n].iter().all(|b| !b),
+                    "found run was not clear"
+                );
                 let after = bits_of(&map);
                 for i in 0..before.len() {
                     let in_run = (idx..idx + n).contains(&i);
-                    assert_eq!(after[i], before[i] || in_run, "bit {i} changed outside the run");
+                    assert_eq!(
+                        after[i],
+                        before[i] || in_run,
+                        "bit {i} changed outside the run"
+                    );
                 }
             }
             None => assert!(!model_has_run(&before, n), "missed a run of {n}"),
@@ -172,7 +197,11 @@ fn find_claim_wraps_around_from_the_hint() {
     let map = Bitmap::new(&storage);
     map.claim(8, 24); // fields 1..4 full
     assert_eq!(map.try_find_claim(3, 2), Some(0));
-    assert_eq!(map.try_find_claim(99, 2), Some(2), "an out-of-range hint starts at 0");
+    assert_eq!(
+        map.try_find_claim(99, 2),
+        Some(2),
+        "an out-of-range hint starts at 0"
+    );
 }
 
 #[test]

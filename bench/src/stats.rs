@@ -1,0 +1,47 @@
+//! Medians and spreads of repeated trials.
+
+use std::time::Instant;
+
+/// The median and the range of a set of trials.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(mut samples: Vec<f64>) -> Summary {
+        assert!(!samples.is_empty());
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let median = if n % 2 == 1 {
+            samples[n / 2]
+        } else {
+            (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+        };
+        Summary {
+            median,
+            min: samples[0],
+            max: samples[n - 1],
+        }
+    }
+}
+
+/// Runs `op` `iterations` times per trial, `trials` times (after one untimed warm-up trial), and
+/// summarises the nanoseconds per operation.
+pub fn time_per_op(trials: usize, iterations: usize, mut op: impl FnMut()) -> Summary {
+    for _ in 0..iterations {
+        op();
+    }
+    let samples = (0..trials)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / iterations as f64
+        })
+        .collect();
+    Summary::of(samples)
+}
