@@ -190,6 +190,7 @@ impl Arena {
         self.reset_bitmaps(committed, false);
     }
 
+    #[inline]
     fn bitmap(&self, map: Map) -> Bitmap<'_, AtomicUsize> {
         debug_assert!((map as usize) < Self::bitmap_count(self.pinned));
         // SAFETY: `bitmaps` points to `bitmap_count * field_count` initialised atomics that live as
@@ -204,26 +205,31 @@ impl Arena {
     }
 
     /// The in-use bitmap.
+    #[inline]
     pub fn in_use(&self) -> Bitmap<'_, AtomicUsize> {
         self.bitmap(Map::InUse)
     }
 
     /// The dirty bitmap.
+    #[inline]
     pub fn dirty(&self) -> Bitmap<'_, AtomicUsize> {
         self.bitmap(Map::Dirty)
     }
 
     /// The committed bitmap; `None` for pinned memory, which is always committed.
+    #[inline]
     pub fn committed(&self) -> Option<Bitmap<'_, AtomicUsize>> {
         (!self.pinned).then(|| self.bitmap(Map::Committed))
     }
 
     /// The purge bitmap; `None` for pinned memory, which is never purged.
+    #[inline]
     pub fn purge(&self) -> Option<Bitmap<'_, AtomicUsize>> {
         (!self.pinned).then(|| self.bitmap(Map::Purge))
     }
 
     /// The block size in bytes.
+    #[inline]
     pub fn block_size(&self) -> usize {
         1 << self.block_shift
     }
@@ -244,11 +250,13 @@ impl Arena {
     }
 
     /// Whether the memory is pinned (never decommitted).
+    #[inline]
     pub fn pinned(&self) -> bool {
         self.pinned
     }
 
     /// The first byte of block `block` (`block <= block_count`).
+    #[inline]
     pub fn block_ptr(&self, block: usize) -> NonNull<u8> {
         debug_assert!(block <= self.block_count);
         // SAFETY: `block <= block_count`, so the offset is inside the arena or one past its end.
@@ -256,6 +264,7 @@ impl Arena {
     }
 
     /// Byte offset of `addr` from the start, if it lies inside the arena.
+    #[inline]
     pub fn offset_of(&self, addr: usize) -> Option<usize> {
         addr.checked_sub(self.start.addr().get())
             .filter(|&offset| offset < self.size())
@@ -265,6 +274,7 @@ impl Arena {
     /// `commit` is asked and the run is not committed yet.
     ///
     /// Returns `None`, with no bit left claimed, if there is no such run or the commit fails.
+    #[inline]
     pub fn try_alloc<B: OsBackend>(
         &self,
         blocks: usize,
@@ -328,9 +338,10 @@ impl Arena {
 
     /// Claims a free run of `blocks` blocks starting at an address that is a multiple of `align`
     /// (larger than the block size): candidate starts are `align / block_size` blocks apart.
+    #[inline(never)]
     fn try_claim_aligned(&self, blocks: usize, align: usize) -> Option<usize> {
         let start = self.start.addr().get();
-        let first = (start.checked_next_multiple_of(align)? - start) >> self.block_shift;
+        let first = (crate::backend::align_up(start, align)? - start) >> self.block_shift;
         let step = align >> self.block_shift;
         let in_use = self.in_use();
         let mut block = first;
@@ -345,6 +356,7 @@ impl Arena {
 
     /// Gives the run `[block, block + blocks)` back, after checking that it is inside the arena and
     /// entirely in use. On an error nothing changes.
+    #[inline]
     pub fn free(&self, block: usize, blocks: usize) -> Result<(), FreeErrorKind> {
         if blocks == 0
             || block
@@ -353,14 +365,9 @@ impl Arena {
         {
             return Err(FreeErrorKind::PastEnd);
         }
-        let in_use = self.in_use();
-        if !in_use.is_claimed(block, blocks) {
-            return Err(FreeErrorKind::DoubleFree);
-        }
-        if in_use.unclaim(block, blocks) {
+        if self.in_use().try_unclaim(block, blocks) {
             Ok(())
         } else {
-            // Another thread freed part of the run at the same moment: a double free.
             Err(FreeErrorKind::DoubleFree)
         }
     }

@@ -16,7 +16,7 @@ pub use reserve::ReserveError;
 
 use crate::arena::Arena;
 use crate::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use crate::backend::{OsBackend, Region};
+use crate::backend::{align_up, OsBackend, Region};
 use crate::config::Config;
 use crate::error::{ErrorHook, FreeError, FreeErrorKind};
 use crate::memid::{Allocation, ArenaId, MemId, MemKind};
@@ -150,7 +150,8 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if size == 0 || !align.is_power_of_two() || !self.at_home() {
             return None;
         }
-        let bytes = size.checked_next_multiple_of(self.block_size())?;
+        // Masks, not division: the block size is a power of two but the compiler cannot know it.
+        let bytes = align_up(size, self.block_size())?;
         let blocks = bytes >> self.block_shift();
         if let Some(found) = self.try_arenas(blocks, align, commit, arena) {
             return Some(found);
@@ -187,6 +188,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// Tries the arena in slot `index`.
+    #[inline]
     fn try_arena(
         &self,
         index: usize,
@@ -216,9 +218,10 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// Allocates straight from the backend.
+    #[cold]
     fn alloc_direct(&self, size: usize, align: usize, commit: bool) -> Option<Allocation> {
         let page = self.backend.page_size();
-        let size = size.checked_next_multiple_of(page)?;
+        let size = align_up(size, page)?;
         let region = self.backend.alloc(size, align.max(page), commit)?;
         Report::count(&self.report.os_allocs);
         Some(Allocation {
@@ -251,11 +254,13 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// Counts a refused free, calls the error hook, and builds the error.
+    #[cold]
     fn refuse(&self, kind: FreeErrorKind, addr: usize, size: usize) -> FreeError {
         self.report.bad_free(kind, addr, size);
         FreeError { kind, addr, size }
     }
 
+    #[inline]
     fn free_blocks(
         &self,
         id: ArenaId,
@@ -277,12 +282,13 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if offset != block << self.block_shift() {
             return Err(FreeErrorKind::Misaligned);
         }
-        let blocks = size.div_ceil(self.block_size());
+        let blocks = align_up(size, self.block_size()).map_or(0, |bytes| bytes >> self.block_shift());
         arena.free(block, blocks)
     }
 
     /// # Safety
     /// As for [`free`](Self::free).
+    #[cold]
     unsafe fn free_direct(&self, allocation: &Allocation) -> Result<(), FreeErrorKind> {
         if !self.at_home() || self.contains(allocation.ptr) {
             return Err(FreeErrorKind::NotOurs);

@@ -203,6 +203,30 @@ impl<'a, F: Field> Bitmap<'a, F> {
         all_set
     }
 
+    /// Clears `[idx, idx + n)` if every bit of it is set, and reports whether it did; a run that is
+    /// not entirely set is left as it is.
+    ///
+    /// Inside one field this is one atomic step. Across fields the run is tested, then cleared: two
+    /// threads releasing the same run at once may both pass the test, and the second
+    /// [`unclaim`](Self::unclaim) then reports the run as not entirely set.
+    #[inline]
+    pub fn try_unclaim(&self, idx: usize, n: usize) -> bool {
+        if let Some((field, mask)) = single::<F::Word>(idx, n) {
+            let cell = &self.fields[field];
+            let mut current = cell.load(Relaxed);
+            loop {
+                if current & mask != mask {
+                    return false;
+                }
+                match cell.compare_exchange_weak(current, current & !mask, AcqRel, Relaxed) {
+                    Ok(_) => return true,
+                    Err(actual) => current = actual,
+                }
+            }
+        }
+        self.is_claimed(idx, n) && self.unclaim_across(idx, n)
+    }
+
     /// Whether every bit of `[idx, idx + n)` is set.
     #[inline]
     pub fn is_claimed(&self, idx: usize, n: usize) -> bool {
