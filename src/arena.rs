@@ -7,8 +7,7 @@
 use crate::atomic::{AtomicUsize, Ordering};
 use crate::backend::{OsBackend, Region};
 use crate::bitmap::Bitmap;
-use crate::error::FreeErrorKind;
-use crate::memid::ArenaId;
+use crate::memid::{Allocation, ArenaId, MemId, MemKind};
 use core::fmt;
 use core::mem::size_of;
 use core::ptr::NonNull;
@@ -249,12 +248,6 @@ impl Arena {
         self.block_count << self.block_shift
     }
 
-    /// Whether the memory is pinned (never decommitted).
-    #[inline]
-    pub fn pinned(&self) -> bool {
-        self.pinned
-    }
-
     /// The first byte of block `block` (`block <= block_count`).
     #[inline]
     pub fn block_ptr(&self, block: usize) -> NonNull<u8> {
@@ -270,11 +263,37 @@ impl Arena {
             .filter(|&offset| offset < self.size())
     }
 
+    /// Hands out a run of `blocks` blocks aligned to `align`, as [`try_alloc`](Self::try_alloc)
+    /// claims it, named by its memory id.
+    #[inline(always)]
+    pub fn alloc<B: OsBackend>(
+        &self,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+        backend: &B,
+    ) -> Option<Allocation> {
+        let claimed = self.try_alloc(blocks, align, commit, backend)?;
+        Some(Allocation {
+            ptr: self.block_ptr(claimed.block),
+            size: blocks << self.block_shift,
+            memid: MemId {
+                kind: MemKind::Arena {
+                    id: self.id,
+                    block: claimed.block,
+                },
+                initially_committed: claimed.committed,
+                initially_zero: claimed.zero,
+                pinned: self.pinned,
+            },
+        })
+    }
+
     /// Claims a run of `blocks` blocks whose start is a multiple of `align`, committing it if
     /// `commit` is asked and the run is not committed yet.
     ///
     /// Returns `None`, with no bit left claimed, if there is no such run or the commit fails.
-    #[inline]
+    #[inline(always)]
     pub fn try_alloc<B: OsBackend>(
         &self,
         blocks: usize,
@@ -286,8 +305,15 @@ impl Arena {
             return None;
         }
         let in_use = self.in_use();
+        let dirty = self.dirty();
+        // The dirty word of the field the search starts in, read before the claim: a load after a
+        // compare-and-swap waits for it to complete. Reading early is safe only towards "dirty":
+        // dirty bits are cleared only by a purge, which makes the early answer merely conservative.
+        let (hint, dirty_before) = match self.search_hint.load(Ordering::Relaxed) {
+            hint if hint < self.field_count => (hint, dirty.fields()[hint].load(Ordering::Relaxed)),
+            _ => (0, 0),
+        };
         let block = if align <= self.block_size() {
-            let hint = self.search_hint.load(Ordering::Relaxed);
             let block = in_use.try_find_claim(hint, blocks)?;
             if block / FIELD_BITS != hint {
                 self.search_hint
@@ -299,9 +325,11 @@ impl Arena {
         };
         // The run is ours now: no other thread touches its bits in any bitmap.
 
-        // None of the claimed blocks may stay scheduled for a purge.
+        // None of the claimed blocks may stay scheduled for a purge (test first: rarely any is).
         if let Some(purge) = self.purge() {
-            purge.unclaim(block, blocks);
+            if purge.is_any_claimed(block, blocks) {
+                purge.unclaim(block, blocks);
+            }
         }
 
         let mut zeroed_by_commit = false;
@@ -326,9 +354,15 @@ impl Arena {
             }
             Some(_) => false,
         };
-        // In a warm arena the run is usually dirty already: test before paying for the atomic update.
-        let dirty = self.dirty();
-        let never_used = !dirty.is_claimed(block, blocks) && dirty.claim(block, blocks).all_clear;
+        // In a warm arena the run is dirty already, as the early read shows without another load.
+        let offset = block % FIELD_BITS;
+        let known_dirty = block / FIELD_BITS == hint && offset + blocks <= FIELD_BITS && {
+            let mask = usize::MAX >> (FIELD_BITS - blocks);
+            (dirty_before >> offset) & mask == mask
+        };
+        let never_used = !known_dirty
+            && !dirty.is_claimed(block, blocks)
+            && dirty.claim(block, blocks).all_clear;
         Some(Claimed {
             block,
             committed,
@@ -354,22 +388,19 @@ impl Arena {
         None
     }
 
-    /// Gives the run `[block, block + blocks)` back, after checking that it is inside the arena and
-    /// entirely in use. On an error nothing changes.
-    #[inline]
-    pub fn free(&self, block: usize, blocks: usize) -> Result<(), FreeErrorKind> {
-        if blocks == 0
-            || block
-                .checked_add(blocks)
-                .is_none_or(|end| end > self.block_count)
+    /// Gives back the run of `size` bytes at `ptr` that was handed out as block `block`, if it is
+    /// exactly that: `ptr` is the start of block `block`, the run lies inside the arena, and every
+    /// block of it is in use. Otherwise nothing changes and the answer is `false`.
+    #[inline(always)]
+    pub fn release(&self, ptr: NonNull<u8>, block: usize, size: usize) -> bool {
+        if block >= self.block_count
+            || ptr.addr().get() != self.start.addr().get() + (block << self.block_shift)
         {
-            return Err(FreeErrorKind::PastEnd);
+            return false;
         }
-        if self.in_use().try_unclaim(block, blocks) {
-            Ok(())
-        } else {
-            Err(FreeErrorKind::DoubleFree)
-        }
+        // `size == 0` wraps to a block count larger than any arena, refused below.
+        let blocks = (size.wrapping_sub(1) >> self.block_shift) + 1;
+        blocks <= self.block_count - block && self.in_use().try_unclaim(block, blocks)
     }
 
     /// Writes the arena's part of the arena map: a header, then one line per in-use field, with `x`

@@ -518,3 +518,37 @@ fn many_threads_allocate_and_free_in_shared_arenas() {
     assert_eq!(stats.errors(), 0);
     assert_eq!(stats.os_allocs, stats.os_frees);
 }
+
+#[test]
+fn a_handle_allocates_only_in_its_arena() {
+    let arenas = registry(1 << 20);
+    let id = arenas.reserve(16 * KIB, true, true).unwrap();
+    let handle = arenas.arena(id).unwrap();
+    assert_eq!(handle.id(), id);
+    assert_eq!(handle.block_count(), 4);
+    let held: Vec<Allocation> = (0..4)
+        .map(|_| handle.alloc(4 * KIB, 8, true).unwrap())
+        .collect();
+    assert_eq!(handle.blocks_in_use(), 4);
+    assert_eq!(
+        handle.alloc(1, 1, true),
+        None,
+        "full: no other arena, no fallback"
+    );
+    assert_eq!(handle.alloc(0, 1, true), None);
+    assert_eq!(handle.alloc(usize::MAX, 1, true), None);
+    let other = arenas.alloc(4 * KIB, 8, true, ArenaId::ANY).unwrap();
+    // SAFETY: none of these is used any more; the second free of `held[0]` is refused.
+    unsafe {
+        handle.free(&held[0]).unwrap();
+        assert_eq!(
+            handle.free(&held[0]).unwrap_err().kind,
+            FreeErrorKind::DoubleFree
+        );
+        handle.free(&other).unwrap();
+    }
+    assert_eq!(handle.blocks_in_use(), 3);
+    assert_eq!(arenas.stats().double_frees, 1);
+    assert!(arenas.arena(ArenaId::ANY).is_none());
+    assert!(arenas.arena(ArenaId::new(40)).is_none());
+}

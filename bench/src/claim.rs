@@ -3,9 +3,11 @@
 //! the same run for scale.
 
 use crate::stats::{time_per_op, Summary};
+use quarry_alloc::bitmap::Bitmap;
 use quarry_alloc::{Allocation, ArenaId, Arenas, Config, StaticBuffer};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::AtomicUsize;
 
 const BLOCK: usize = 1024;
 const BLOCKS: usize = 1024;
@@ -27,7 +29,13 @@ fn registry() -> &'static Registry {
 /// One row of the table.
 pub struct Row {
     pub case: String,
+    /// Through `Arenas::alloc` / `Arenas::free`: the registry finds the arena and checks the free.
     pub quarry: Summary,
+    /// Through an `ArenaHandle` on the arena: the arena layer's own claim and checked release.
+    pub handle: Summary,
+    /// The same claim and release on the bare in-use bitmap: `Bitmap::try_find_claim` +
+    /// `Bitmap::try_unclaim`, the two atomic operations every claim and release costs.
+    pub bitmap: Summary,
     pub system: Summary,
 }
 
@@ -58,6 +66,29 @@ fn measure(n: usize, occupied: f64, trials: usize, iterations: usize) -> Row {
         // SAFETY: the run was just handed out and is not used.
         unsafe { arenas.free(black_box(&a)) }.expect("valid free");
     });
+    let handle = arenas.arena(ArenaId::new(1)).expect("the arena");
+    let on_handle = time_per_op(trials, iterations, || {
+        let a = handle
+            .alloc(black_box(n * BLOCK), BLOCK, true)
+            .expect("room in the arena");
+        // SAFETY: the run was just handed out and is not used.
+        unsafe { handle.free(black_box(&a)) }.expect("valid free");
+    });
+    let fields: Vec<AtomicUsize> = (0..BLOCKS / usize::BITS as usize)
+        .map(|_| AtomicUsize::new(0))
+        .collect();
+    let map = Bitmap::new(&fields);
+    for (i, _) in held.iter().enumerate() {
+        if keep_every != usize::MAX && i % keep_every == 0 {
+            map.claim(i * n, n);
+        }
+    }
+    let bitmap = time_per_op(trials, iterations, || {
+        let idx = map
+            .try_find_claim(0, black_box(n))
+            .expect("room in the bitmap");
+        assert!(map.try_unclaim(black_box(idx), n));
+    });
     let layout = Layout::from_size_align(n * BLOCK, BLOCK).unwrap();
     let system = time_per_op(trials, iterations, || {
         // SAFETY: the layout has a non-zero size; the pointer is freed with the same layout.
@@ -72,6 +103,8 @@ fn measure(n: usize, occupied: f64, trials: usize, iterations: usize) -> Row {
             (occupied * 100.0).round()
         ),
         quarry,
+        handle: on_handle,
+        bitmap,
         system,
     }
 }

@@ -6,11 +6,13 @@
 //! `_mi_arena_unsafe_destroy_all` and `mi_debug_show_arenas`. Arena ids are registry index + 1;
 //! id 0 ([`ArenaId::ANY`]) asks for any arena that is not exclusive.
 
+mod handle;
 mod report;
 mod reserve;
 #[cfg(test)]
 mod tests;
 
+pub use handle::ArenaHandle;
 pub use report::ArenaStats;
 pub use reserve::ReserveError;
 
@@ -113,7 +115,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
 
     /// The arena in slot `index`, if one is published there.
     #[inline]
-    fn arena(&self, index: usize) -> Option<&Arena> {
+    fn slot(&self, index: usize) -> Option<&Arena> {
         let ptr = self.table.get(index)?.load(Ordering::Acquire);
         // SAFETY: a non-null slot points to an initialised descriptor that is never moved or freed
         // while it is published (invariant on `table`), and the registry is at home, where the
@@ -124,7 +126,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// The published arenas.
     fn arenas(&self) -> impl Iterator<Item = &Arena> + '_ {
         let ok = self.at_home();
-        (0..if ok { self.slots() } else { 0 }).filter_map(move |i| self.arena(i))
+        (0..if ok { self.slots() } else { 0 }).filter_map(move |i| self.slot(i))
     }
 
     /// Number of arenas in the registry.
@@ -147,48 +149,60 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         commit: bool,
         arena: ArenaId,
     ) -> Option<Allocation> {
-        if size == 0 || !align.is_power_of_two() || !self.at_home() {
+        // A size of 1 to `isize::MAX` bytes (no object can be larger) keeps the block arithmetic
+        // below from overflowing; shifts, not division, since the compiler cannot know that the
+        // block size is a power of two.
+        if size.wrapping_sub(1) >= isize::MAX as usize
+            || !align.is_power_of_two()
+            || !self.at_home()
+        {
             return None;
         }
-        // Masks, not division: the block size is a power of two but the compiler cannot know it.
-        let bytes = align_up(size, self.block_size())?;
-        let blocks = bytes >> self.block_shift();
-        if let Some(found) = self.try_arenas(blocks, align, commit, arena) {
-            return Some(found);
-        }
-        if arena == ArenaId::ANY {
-            if let Some(index) = self
-                .reserve_on_demand(bytes, align)
-                .and_then(ArenaId::index)
-            {
-                if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
-                    return Some(found);
-                }
+        let blocks = ((size - 1) >> self.block_shift()) + 1;
+        let bytes = blocks << self.block_shift();
+        let slots = self.slots();
+        let (first, end) = match arena.index() {
+            Some(index) => (index, slots.min(index.saturating_add(1))),
+            None => (0, slots),
+        };
+        for index in first..end {
+            if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
+                return Some(found);
             }
         }
-        if self.config.limit_os_alloc || arena != ArenaId::ANY {
+        self.alloc_elsewhere(size, bytes, align, commit, arena)
+    }
+
+    /// When no arena has room: a new arena, or the backend directly.
+    #[cold]
+    fn alloc_elsewhere(
+        &self,
+        size: usize,
+        bytes: usize,
+        align: usize,
+        commit: bool,
+        arena: ArenaId,
+    ) -> Option<Allocation> {
+        if arena != ArenaId::ANY {
+            return None;
+        }
+        if let Some(index) = self
+            .reserve_on_demand(bytes, align)
+            .and_then(ArenaId::index)
+        {
+            let blocks = bytes >> self.block_shift();
+            if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
+                return Some(found);
+            }
+        }
+        if self.config.limit_os_alloc {
             return None;
         }
         self.alloc_direct(size, align, commit)
     }
 
-    /// Tries every arena that may serve a request for `requested`.
-    fn try_arenas(
-        &self,
-        blocks: usize,
-        align: usize,
-        commit: bool,
-        requested: ArenaId,
-    ) -> Option<Allocation> {
-        match requested.index() {
-            Some(index) => self.try_arena(index, blocks, align, commit, requested),
-            None => (0..self.slots())
-                .find_map(|index| self.try_arena(index, blocks, align, commit, requested)),
-        }
-    }
-
     /// Tries the arena in slot `index`.
-    #[inline]
+    #[inline(always)]
     fn try_arena(
         &self,
         index: usize,
@@ -197,28 +211,14 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         commit: bool,
         requested: ArenaId,
     ) -> Option<Allocation> {
-        let arena = self.arena(index)?;
+        let arena = self.slot(index)?;
         if !arena.id.suits(arena.exclusive, requested) {
             return None;
         }
-        let claimed = arena.try_alloc(blocks, align, commit, &self.backend)?;
-        Some(Allocation {
-            ptr: arena.block_ptr(claimed.block),
-            size: blocks << self.block_shift(),
-            memid: MemId {
-                kind: MemKind::Arena {
-                    id: arena.id,
-                    block: claimed.block,
-                },
-                initially_committed: claimed.committed,
-                initially_zero: claimed.zero,
-                pinned: arena.pinned(),
-            },
-        })
+        arena.alloc(blocks, align, commit, &self.backend)
     }
 
     /// Allocates straight from the backend.
-    #[cold]
     fn alloc_direct(&self, size: usize, align: usize, commit: bool) -> Option<Allocation> {
         let page = self.backend.page_size();
         let size = align_up(size, page)?;
@@ -243,52 +243,66 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// # Safety
     /// Nobody uses the memory after this call (if it was valid).
     pub unsafe fn free(&self, allocation: &Allocation) -> Result<(), FreeError> {
-        let result = match allocation.memid.kind {
-            MemKind::Arena { id, block } => {
-                self.free_blocks(id, block, allocation.ptr, allocation.size)
+        // The common case, a valid free of arena blocks, takes only the checks that prove it valid.
+        if let MemKind::Arena { id, block } = allocation.memid.kind {
+            if let Some(arena) = self.published(id) {
+                if arena.release(allocation.ptr, block, allocation.size) {
+                    return Ok(());
+                }
             }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_slow(allocation) }
+    }
+
+    /// The arena with id `id`, if the registry is at home and the arena is published.
+    #[inline(always)]
+    pub(super) fn published(&self, id: ArenaId) -> Option<&Arena> {
+        // `ANY` (0) wraps around to an index past the table.
+        let index = (id.get() as usize).wrapping_sub(1);
+        if index >= MAX_ARENAS || !self.at_home() {
+            return None;
+        }
+        self.slot(index)
+    }
+
+    /// A direct allocation, or a bad free: says which kind of bad free it is. Never gives arena
+    /// blocks back (a valid arena free took the fast path).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn free_slow(&self, allocation: &Allocation) -> Result<(), FreeError> {
+        let result = match allocation.memid.kind {
+            MemKind::Arena { id, block } => Err(self.classify(id, block, allocation)),
             // SAFETY: forwarded from the caller.
             MemKind::Os => unsafe { self.free_direct(allocation) },
         };
-        result.map_err(|kind| self.refuse(kind, allocation.ptr.addr().get(), allocation.size))
+        result.map_err(|kind| {
+            let (addr, size) = (allocation.ptr.addr().get(), allocation.size);
+            self.report.bad_free(kind, addr, size);
+            FreeError { kind, addr, size }
+        })
     }
 
-    /// Counts a refused free, calls the error hook, and builds the error.
-    #[cold]
-    fn refuse(&self, kind: FreeErrorKind, addr: usize, size: usize) -> FreeError {
-        self.report.bad_free(kind, addr, size);
-        FreeError { kind, addr, size }
-    }
-
-    #[inline]
-    fn free_blocks(
-        &self,
-        id: ArenaId,
-        block: usize,
-        ptr: NonNull<u8>,
-        size: usize,
-    ) -> Result<(), FreeErrorKind> {
-        if !self.at_home() {
-            return Err(FreeErrorKind::NotOurs);
+    /// What is wrong with a free of arena blocks that [`Arena::release`] refused.
+    fn classify(&self, id: ArenaId, block: usize, allocation: &Allocation) -> FreeErrorKind {
+        let Some(arena) = self.published(id) else {
+            return FreeErrorKind::NotOurs;
+        };
+        match arena.offset_of(allocation.ptr.addr().get()) {
+            None => FreeErrorKind::NotOurs,
+            Some(offset) if offset != block << self.block_shift() => FreeErrorKind::Misaligned,
+            Some(offset) if allocation.size == 0 || allocation.size > arena.size() - offset => {
+                FreeErrorKind::PastEnd
+            }
+            Some(_) => FreeErrorKind::DoubleFree,
         }
-        let arena = id
-            .index()
-            .filter(|&i| i < self.slots())
-            .and_then(|i| self.arena(i))
-            .ok_or(FreeErrorKind::NotOurs)?;
-        let offset = arena
-            .offset_of(ptr.addr().get())
-            .ok_or(FreeErrorKind::NotOurs)?;
-        if offset != block << self.block_shift() {
-            return Err(FreeErrorKind::Misaligned);
-        }
-        let blocks = align_up(size, self.block_size()).map_or(0, |bytes| bytes >> self.block_shift());
-        arena.free(block, blocks)
     }
 
     /// # Safety
     /// As for [`free`](Self::free).
-    #[cold]
     unsafe fn free_direct(&self, allocation: &Allocation) -> Result<(), FreeErrorKind> {
         if !self.at_home() || self.contains(allocation.ptr) {
             return Err(FreeErrorKind::NotOurs);
@@ -320,7 +334,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// The memory of arena `id`: its first byte and its size in bytes.
     pub fn area(&self, id: ArenaId) -> Option<(NonNull<u8>, usize)> {
         let index = id.index().filter(|&i| i < self.slots() && self.at_home())?;
-        self.arena(index).map(|a| (a.start(), a.size()))
+        self.slot(index).map(|a| (a.start(), a.size()))
     }
 
     /// Sets the function called on every refused free (`None`: no call). It runs inside the
@@ -363,7 +377,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         }
         let mut kept = 0;
         for (index, slot) in self.table.iter().enumerate().take(self.slots()) {
-            let Some(arena) = self.arena(index) else {
+            let Some(arena) = self.slot(index) else {
                 continue;
             };
             let (region, meta_region) = (arena.region, arena.meta_region);

@@ -110,7 +110,6 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// `arena_reserve` bytes, a quarter of that without virtual reserve, doubled for every 8 arenas
     /// that exist (from 8 to 128), and none at all when that is still too small or the table is
     /// nearly full.
-    #[cold]
     pub(super) fn reserve_on_demand(&self, bytes: usize, align: usize) -> Option<ArenaId> {
         let count = self.count.load(Ordering::Acquire);
         if count + KEEP_FREE_SLOTS > MAX_ARENAS || self.config.arena_reserve == 0 {

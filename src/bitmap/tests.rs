@@ -200,13 +200,15 @@ fn find_claim_matches_model_64() {
 fn find_claim_fills_then_fails() {
     let storage = fields::<AtomicUsize>(2);
     let map = Bitmap::new(&storage);
-    let total = map.bit_count();
     let mut got = Vec::new();
     while let Some(idx) = map.try_find_claim(1, 3) {
         got.push(idx);
     }
-    assert_eq!(got.len(), total / 3);
-    assert_eq!(map.count_set(), 3 * (total / 3));
+    // The search fills the hint's field first, so how many runs fit depends on the field width;
+    // what holds at every width: the runs are disjoint, and no run of three clear bits is left.
+    assert!(got.len() >= map.bit_count() / 3 - 1);
+    assert_eq!(map.count_set(), 3 * got.len());
+    assert!(!model_has_run(&bits_of(&map), 3), "a run was left unfound");
     for idx in got {
         assert!(map.unclaim(idx, 3));
     }

@@ -1,1 +1,56 @@
-fn main() {}
+//! Project automation for quarry-alloc, run as `cargo xtask <command>`.
+//!
+//! Only `std`, no dependencies: it builds in seconds and works offline.
+
+mod ci;
+mod cmd;
+mod install;
+mod run;
+
+use std::process::ExitCode;
+
+/// What every fallible function here returns; the error is a message for the user.
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci           run the whole check matrix: fmt, clippy, tests, bench build,
+               cross-target checks, loom and Miri; stops at the first failure
+  ci --quick   the same without the (slow) loom and Miri steps
+  run          run the demos (host: arena engine demo)
+  help         print this message
+
+Both `ci` and `run` first install the rustup toolchains, components and
+targets that are missing.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let result = match args.as_slice() {
+        [] | ["help" | "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["ci"] => ci::ci(false),
+        ["ci", "--quick"] => ci::ci(true),
+        ["run"] => run::run(),
+        _ => {
+            eprintln!(
+                "error: unknown command or option `{}`\n\n{USAGE}",
+                args.join(" ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nerror: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `cargo xtask ci`: the whole check matrix, one step after another, stopping at the first failure.
+
+use std::time::{Duration, Instant};
+
+use crate::cmd::Cmd;
+use crate::{install, Result};
+
+/// Where Miri runs the library's unit tests: the host (`None`) and a 32-bit target.
+const MIRI_TARGETS: &[Option<&str>] = &[None, Some("i686-unknown-linux-gnu")];
+const MIRIFLAGS: &str = "-Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
+
+/// One step of the matrix: its name in the log and the summary, and what it does.
+struct Step {
+    name: String,
+    action: Box<dyn Fn() -> Result>,
+}
+
+impl Step {
+    fn new(name: impl Into<String>, action: impl Fn() -> Result + 'static) -> Self {
+        Step {
+            name: name.into(),
+            action: Box::new(action),
+        }
+    }
+
+    fn cmd(name: impl Into<String>, cmd: Cmd) -> Self {
+        Step::new(name, move || cmd.run())
+    }
+}
+
+/// `cargo` with space-separated arguments (none of them contains a space).
+fn cargo(args: &str) -> Cmd {
+    Cmd::cargo().args(args.split_whitespace())
+}
+
+fn steps(quick: bool) -> Vec<Step> {
+    let mut steps = vec![
+        Step::new("install missing tools", install::ensure_all),
+        Step::cmd("fmt", cargo("fmt --all -- --check")),
+        Step::cmd(
+            "clippy (workspace, all targets)",
+            cargo("clippy --workspace --all-targets -- -D warnings"),
+        ),
+        Step::cmd(
+            "clippy (no default features)",
+            cargo("clippy -p quarry-alloc --no-default-features -- -D warnings"),
+        ),
+        Step::cmd("test (host)", cargo("test --workspace")),
+        Step::cmd(
+            "build bench (release)",
+            cargo("build --release -p quarry-bench"),
+        ),
+    ];
+
+    for target in install::TARGETS {
+        steps.push(Step::cmd(
+            format!("check {target}"),
+            cargo(&format!("check -p quarry-alloc --target {target}")),
+        ));
+    }
+
+    if quick {
+        return steps;
+    }
+
+    // loom and Miri build with their own target directories, so that their flags do not
+    // invalidate the main build.
+    steps.push(Step::cmd(
+        "loom (bitmap)",
+        cargo("test --release -p quarry-alloc --lib bitmap::loom")
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "3")
+            .env("CARGO_TARGET_DIR", "target/loom"),
+    ));
+    steps.push(Step::new("miri setup", || {
+        MIRI_TARGETS
+            .iter()
+            .try_for_each(|target| install::miri_setup(*target))
+    }));
+    for target in MIRI_TARGETS {
+        let mut miri = cargo("+nightly miri test -p quarry-alloc --lib");
+        if let Some(target) = target {
+            miri = miri.args(["--target", target]);
+        }
+        steps.push(Step::cmd(
+            format!("miri ({})", target.unwrap_or("host")),
+            miri.env("MIRIFLAGS", MIRIFLAGS)
+                .env("CARGO_TARGET_DIR", "target/miri"),
+        ));
+    }
+    steps
+}
+
+pub fn ci(quick: bool) -> Result {
+    let steps = steps(quick);
+    if quick {
+        println!("--quick: skipping the loom and Miri steps");
+    }
+
+    let mut times = Vec::new();
+    let mut failure = None;
+    for step in &steps {
+        println!("\n==> {}", step.name);
+        let start = Instant::now();
+        let result = (step.action)();
+        let time = start.elapsed();
+        times.push(time);
+        match result {
+            Ok(()) => println!("<== {}: passed in {}", step.name, format_time(time)),
+            Err(err) => {
+                println!("<== {}: FAILED after {}", step.name, format_time(time));
+                failure = Some((&step.name, err));
+                break;
+            }
+        }
+    }
+
+    print_summary(&steps, &times, failure.is_some());
+    match failure {
+        None => Ok(()),
+        Some((name, err)) => Err(format!("ci failed at step `{name}`: {err}")),
+    }
+}
+
+/// Prints every step with its time and result. `times` has one entry per step that ran; if `failed`,
+/// the last of them failed and the steps after it did not run.
+fn print_summary(steps: &[Step], times: &[Duration], failed: bool) {
+    let width = steps.iter().map(|step| step.name.len()).max().unwrap_or(0);
+    println!("\n==> summary");
+    println!("{:width$}  {:>8}  result", "step", "time");
+    for (i, step) in steps.iter().enumerate() {
+        let (time, result) = match times.get(i) {
+            Some(&time) if failed && i == times.len() - 1 => (format_time(time), "FAILED"),
+            Some(&time) => (format_time(time), "passed"),
+            None => ("-".to_string(), "not run"),
+        };
+        println!("{:width$}  {time:>8}  {result}", step.name);
+    }
+    let total: Duration = times.iter().sum();
+    println!("{:width$}  {:>8}", "total", format_time(total));
+
+    let failed_count = usize::from(failed);
+    let passed = times.len() - failed_count;
+    let not_run = steps.len() - times.len();
+    if not_run == 0 {
+        println!("\n{passed} passed, {failed_count} failed");
+    } else {
+        println!("\n{passed} passed, {failed_count} failed, {not_run} not run");
+    }
+}
+
+fn format_time(time: Duration) -> String {
+    let secs = time.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m {:02}s", time.as_secs() / 60, time.as_secs() % 60)
+    }
+}

@@ -1,0 +1,24 @@
+//! `cargo xtask run`: the demos, one after another.
+
+use crate::cmd::Cmd;
+use crate::{install, Result};
+
+/// The demos: a header for the log, and the command that runs the demo.
+/// The wasm (wasmtime) and qemu demos will be more entries here.
+fn demos() -> Vec<(&'static str, Cmd)> {
+    vec![(
+        "host: arena engine demo",
+        Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
+    )]
+}
+
+pub fn run() -> Result {
+    println!("==> install missing tools");
+    install::ensure_all()?;
+    for (name, demo) in demos() {
+        println!("\n==> {name}");
+        demo.run()
+            .map_err(|err| format!("demo `{name}` failed: {err}"))?;
+    }
+    Ok(())
+}
