@@ -60,15 +60,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             .backend
             .alloc(size, self.block_size(), commit)
             .ok_or(ReserveError::OutOfMemory)?;
-        let added = self.add(
-            region.ptr,
-            region.size,
-            region.committed,
-            region.zeroed,
-            region.pinned,
-            exclusive,
-            Some(region),
-        );
+        let added = self.add(region, exclusive, true);
         if added.is_err() {
             // SAFETY: the region came from this backend just now and was never handed out.
             unsafe { self.backend.free(region) };
@@ -95,15 +87,14 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if !self.at_home() {
             return Err(ReserveError::Moved);
         }
-        self.add(
-            start,
+        let memory = Region {
+            ptr: start,
             size,
-            committed || pinned,
-            zero,
+            committed: committed || pinned,
+            zeroed: zero,
             pinned,
-            exclusive,
-            None,
-        )
+        };
+        self.add(memory, exclusive, false)
     }
 
     /// Reserves an arena that can hold `bytes` aligned to `align`, following the seed's policy:
@@ -135,18 +126,16 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         self.reserve(reserve, commit, false).ok()
     }
 
-    /// Builds an arena over `[start, start + size)` and publishes it.
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &self,
-        start: NonNull<u8>,
-        size: usize,
-        committed: bool,
-        zero: bool,
-        pinned: bool,
-        exclusive: bool,
-        region: Option<Region>,
-    ) -> Result<ArenaId, ReserveError> {
+    /// Builds an arena over `memory` and publishes it. An `owned` region came from the backend and
+    /// goes back to it when the arena is destroyed; memory the user manages does not.
+    fn add(&self, memory: Region, exclusive: bool, owned: bool) -> Result<ArenaId, ReserveError> {
+        let Region {
+            ptr: start,
+            size,
+            committed,
+            zeroed: zero,
+            pinned,
+        } = memory;
         let block_size = self.block_size();
         let addr = start.addr().get();
         let skip = align_up(addr, block_size).ok_or(ReserveError::TooSmall)? - addr;
@@ -181,7 +170,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
                     start,
                     size: blocks << self.block_shift(),
                     block_shift: self.block_shift(),
-                    region,
+                    region: owned.then_some(memory),
                     committed,
                     zero,
                     pinned,
