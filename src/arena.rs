@@ -4,7 +4,7 @@
 //!
 //! Follows the seed's `mi_arena_t`, `mi_arena_try_alloc_at` and the checks of `_mi_arena_free`.
 
-use crate::atomic::{AtomicUsize, Ordering};
+use crate::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::backend::{OsBackend, Region};
 use crate::bitmap::Bitmap;
 use crate::memid::{Allocation, ArenaId, MemId, MemKind};
@@ -86,6 +86,10 @@ pub(crate) struct Arena {
     ///   handed out;
     /// - purge (absent when `pinned`): bit i set ⇒ block i is free and scheduled for a purge.
     bitmaps: NonNull<AtomicUsize>,
+    /// `block_count` tags, one per block, right after the bitmaps: a word the layer above keeps
+    /// for each block it holds (the heap says there which page a block belongs to). Zero for a
+    /// free block; the holder of a block run writes its tags and zeroes them before releasing it.
+    tags: NonNull<AtomicU32>,
 }
 
 // SAFETY: all shared mutable state is in atomics (`search_hint`, the bitmaps); the rest is written once
@@ -114,7 +118,8 @@ impl Arena {
         let fields = Self::field_count(block_count)
             .checked_mul(Self::bitmap_count(pinned))?
             .checked_mul(size_of::<AtomicUsize>())?;
-        size_of::<Arena>().checked_add(fields)
+        let tags = block_count.checked_mul(size_of::<AtomicU32>())?;
+        size_of::<Arena>().checked_add(fields)?.checked_add(tags)
     }
 
     /// Writes a new arena descriptor and its bitmaps at `place`.
@@ -127,9 +132,14 @@ impl Arena {
         let block_count = init.size >> init.block_shift;
         let field_count = Self::field_count(block_count);
         let arena = place.cast::<Arena>();
-        // SAFETY: `place` is large enough for the descriptor followed by the bitmaps (caller), and a
-        // descriptor's size is a multiple of its alignment, which is at least `AtomicUsize`'s.
-        let bitmaps = unsafe { place.add(size_of::<Arena>()).cast::<AtomicUsize>() };
+        // SAFETY: `place` is large enough for the descriptor followed by the bitmaps and the tags
+        // (caller), and a descriptor's size is a multiple of its alignment, which is at least
+        // `AtomicUsize`'s (and so `AtomicU32`'s).
+        let (bitmaps, tags) = unsafe {
+            let bitmaps = place.add(size_of::<Arena>()).cast::<AtomicUsize>();
+            let words = Self::bitmap_count(init.pinned) * field_count;
+            (bitmaps, bitmaps.add(words).cast::<AtomicU32>())
+        };
         // SAFETY: `place` is valid, aligned and unused (caller).
         unsafe {
             arena.write(Arena {
@@ -144,6 +154,7 @@ impl Arena {
                 meta_region: init.meta_region,
                 search_hint: AtomicUsize::new(0),
                 bitmaps,
+                tags,
             })
         };
         // SAFETY: just written; the bitmaps are zeroed memory, which is a valid `AtomicUsize` each.
@@ -166,6 +177,9 @@ impl Arena {
         }
         if !zero {
             self.dirty().claim(0, self.field_count * FIELD_BITS);
+        }
+        for tag in self.tags() {
+            tag.store(0, Ordering::Relaxed);
         }
         if let (Some(commit_map), Some(purge_map)) = (self.committed(), self.purge()) {
             for field in purge_map.fields() {
@@ -201,6 +215,24 @@ impl Arena {
             )
         };
         Bitmap::new(fields)
+    }
+
+    /// Blocks committed now.
+    pub fn committed_blocks(&self) -> usize {
+        match self.committed() {
+            None => self.block_count,
+            Some(committed) => (0..self.block_count)
+                .filter(|&block| committed.is_set(block))
+                .count(),
+        }
+    }
+
+    /// The block tags (see the field's invariant).
+    #[inline(always)]
+    pub fn tags(&self) -> &[AtomicU32] {
+        // SAFETY: `tags` points to `block_count` initialised atomics that live as long as the
+        // descriptor (see `init`).
+        unsafe { core::slice::from_raw_parts(self.tags.as_ptr(), self.block_count) }
     }
 
     /// The in-use bitmap.
@@ -325,49 +357,97 @@ impl Arena {
         };
         // The run is ours now: no other thread touches its bits in any bitmap.
 
-        // None of the claimed blocks may stay scheduled for a purge (test first: rarely any is).
-        if let Some(purge) = self.purge() {
-            if purge.is_any_claimed(block, blocks) {
-                purge.unclaim(block, blocks);
-            }
-        }
-
-        let mut zeroed_by_commit = false;
-        let committed = match self.committed() {
-            None => true,
-            Some(committed) if committed.is_claimed(block, blocks) => true,
-            Some(committed) if commit => {
-                let ptr = self.block_ptr(block);
-                // SAFETY: the run lies inside the arena's region and is claimed by this call, so nobody
-                // else touches it.
-                match unsafe { backend.commit(ptr, blocks << self.block_shift) } {
-                    Ok(zero) => {
-                        zeroed_by_commit = zero;
-                        committed.claim(block, blocks);
-                        true
-                    }
-                    Err(_) => {
-                        in_use.unclaim(block, blocks);
-                        return None;
-                    }
-                }
-            }
-            Some(_) => false,
-        };
         // In a warm arena the run is dirty already, as the early read shows without another load.
         let offset = block % FIELD_BITS;
         let known_dirty = block / FIELD_BITS == hint && offset + blocks <= FIELD_BITS && {
             let mask = usize::MAX >> (FIELD_BITS - blocks);
             (dirty_before >> offset) & mask == mask
         };
-        let never_used = !known_dirty
-            && !dirty.is_claimed(block, blocks)
-            && dirty.claim(block, blocks).all_clear;
-        Some(Claimed {
-            block,
-            committed,
-            zero: committed && (never_used || zeroed_by_commit),
-        })
+        match self.prepare(block, blocks, commit, known_dirty, backend) {
+            Some((committed, zero)) => Some(Claimed {
+                block,
+                committed,
+                zero,
+            }),
+            None => {
+                in_use.unclaim(block, blocks);
+                None
+            }
+        }
+    }
+
+    /// Makes a run that was just claimed ready to hand out: no purge pending on it, committed if
+    /// asked, marked dirty. Returns whether it is committed and whether it reads as zero, or `None`
+    /// if the commit failed (the caller then gives the run back).
+    #[inline(always)]
+    fn prepare<B: OsBackend>(
+        &self,
+        block: usize,
+        blocks: usize,
+        commit: bool,
+        known_dirty: bool,
+        backend: &B,
+    ) -> Option<(bool, bool)> {
+        // The run is ours now: no other thread touches its bits in any bitmap.
+        // None of the claimed blocks may stay scheduled for a purge (test first: rarely any is).
+        if let Some(purge) = self.purge() {
+            if purge.is_any_claimed(block, blocks) {
+                purge.unclaim(block, blocks);
+            }
+        }
+        let mut zeroed_by_commit = false;
+        let committed = match self.committed() {
+            None => true,
+            Some(committed) if committed.is_claimed(block, blocks) => true,
+            Some(committed) if commit => {
+                let ptr = self.block_ptr(block);
+                // SAFETY: the run lies inside the arena's region and is claimed by the caller, so
+                // nobody else touches it.
+                zeroed_by_commit = unsafe { backend.commit(ptr, blocks << self.block_shift) }.ok()?;
+                committed.claim(block, blocks);
+                true
+            }
+            Some(_) => false,
+        };
+        let dirty = self.dirty();
+        let never_used =
+            !known_dirty && !dirty.is_claimed(block, blocks) && dirty.claim(block, blocks).all_clear;
+        Some((committed, committed && (never_used || zeroed_by_commit)))
+    }
+
+    /// Grows the run `[block, block + blocks)`, which the caller holds, by the `extra` blocks right
+    /// after it if they are free, committing them. Returns whether the new blocks read as zero, or
+    /// `None` (and nothing changed) if they are not free or cannot be committed.
+    pub fn try_extend<B: OsBackend>(
+        &self,
+        block: usize,
+        blocks: usize,
+        extra: usize,
+        backend: &B,
+    ) -> Option<bool> {
+        let from = block.checked_add(blocks)?;
+        if extra == 0 || from.checked_add(extra)? > self.block_count {
+            return None;
+        }
+        if !self.in_use().try_claim(from, extra) {
+            return None;
+        }
+        match self.prepare(from, extra, true, false, backend) {
+            Some((_, zero)) => Some(zero),
+            None => {
+                self.in_use().unclaim(from, extra);
+                None
+            }
+        }
+    }
+
+    /// Gives back the last blocks of the run `[block, block + blocks)`, which the caller holds,
+    /// keeping the first `keep` (at least one).
+    pub fn shrink(&self, block: usize, blocks: usize, keep: usize) {
+        debug_assert!(keep >= 1 && keep <= blocks && block + blocks <= self.block_count);
+        if keep < blocks {
+            self.in_use().unclaim(block + keep, blocks - keep);
+        }
     }
 
     /// Claims a free run of `blocks` blocks starting at an address that is a multiple of `align`

@@ -9,11 +9,11 @@
 
 cfg_if::cfg_if! {
     if #[cfg(target_has_atomic = "ptr")] {
-        pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
+        pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
         #[cfg(target_has_atomic = "64")]
         pub(crate) use core::sync::atomic::AtomicU64;
     } else {
-        pub(crate) use portable_atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
+        pub(crate) use portable_atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
     }
 }
 

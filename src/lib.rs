@@ -10,12 +10,17 @@ pub mod backend;
 pub mod bitmap;
 mod config;
 mod error;
+mod global;
+mod heap;
 mod memid;
 mod meta;
+pub mod sync;
 
 pub use arenas::{ArenaStats, Arenas, ReserveError};
 pub use backend::{OsBackend, Region, StaticBuffer};
 pub use config::{Config, EagerCommit};
 pub use error::{ErrorHook, FreeError, FreeErrorKind};
+pub use global::{Quarry, Stats};
+pub use sync::{NoLock, RawLock, SpinLock};
 pub use memid::{Allocation, ArenaId, MemId, MemKind};
 pub use meta::MetaArea;

@@ -45,3 +45,30 @@ pub fn time_per_op(trials: usize, iterations: usize, mut op: impl FnMut()) -> Su
         .collect();
     Summary::of(samples)
 }
+
+/// The `q`-quantile (`0.0..=1.0`) of `sorted` (ascending, not empty), by nearest rank.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    assert!(!sorted.is_empty());
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{quantile, Summary};
+
+    #[test]
+    fn median_and_spread() {
+        let s = Summary::of(vec![3.0, 1.0, 2.0, 10.0]);
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
+    }
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), 50);
+        assert_eq!(quantile(&v, 0.99), 99);
+        assert_eq!(quantile(&v, 1.0), 100);
+        assert_eq!(quantile(&[7], 0.99), 7);
+    }
+}

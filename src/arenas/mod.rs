@@ -7,6 +7,7 @@
 //! id 0 ([`ArenaId::ANY`]) asks for any arena that is not exclusive.
 
 mod handle;
+mod lookup;
 mod report;
 mod reserve;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use crate::memid::{Allocation, ArenaId, MemId, MemKind};
 use crate::meta::MetaArea;
 use core::fmt;
 use core::ptr::NonNull;
+use lookup::AddressOrder;
 use report::Report;
 
 /// The arena registry over a backend `B`: at most `MAX_ARENAS` arenas, with `META_BYTES` bytes of
@@ -42,6 +44,8 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     /// Slots taken so far. It may exceed `MAX_ARENAS` for a moment while an addition fails; readers
     /// look at `min(count, MAX_ARENAS)` slots and skip the null ones.
     count: AtomicUsize,
+    /// The published arenas in address order, for finding the arena of an address.
+    order: AddressOrder<MAX_ARENAS>,
     /// Where descriptors and bitmaps come from first.
     meta: MetaArea<META_BYTES>,
     /// The address of `self` when it first handed out memory (0 before): every pointer in `table`
@@ -62,6 +66,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             config,
             table: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_ARENAS],
             count: AtomicUsize::new(0),
+            order: AddressOrder::new(),
             meta: MetaArea::new(),
             home: AtomicUsize::new(0),
             report: Report::new(),
@@ -173,6 +178,37 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         self.alloc_elsewhere(size, bytes, align, commit, arena)
     }
 
+    /// Allocates like [`alloc`](Self::alloc) for any arena, but always in an arena, never straight
+    /// from the backend: when neither an arena nor the reservation policy has room, an arena of just
+    /// the size needed is reserved. The layer above relies on this to find every allocation's arena
+    /// (and its block tags) from an address.
+    pub(crate) fn alloc_in_arena(&self, size: usize, align: usize) -> Option<Allocation> {
+        if size.wrapping_sub(1) >= isize::MAX as usize || !align.is_power_of_two() || !self.at_home()
+        {
+            return None;
+        }
+        let blocks = ((size - 1) >> self.block_shift()) + 1;
+        let bytes = blocks << self.block_shift();
+        if let Some(found) =
+            (0..self.slots()).find_map(|i| self.try_arena(i, blocks, align, true, ArenaId::ANY))
+        {
+            return Some(found);
+        }
+        self.alloc_in_new_arena(bytes, blocks, align)
+    }
+
+    #[cold]
+    fn alloc_in_new_arena(&self, bytes: usize, blocks: usize, align: usize) -> Option<Allocation> {
+        let id = match self.reserve_on_demand(bytes, align) {
+            Some(id) => id,
+            None => {
+                let size = bytes.checked_add(align.saturating_sub(self.block_size()))?;
+                self.reserve(size, false, false).ok()?
+            }
+        };
+        self.try_arena(id.index()?, blocks, align, true, ArenaId::ANY)
+    }
+
     /// When no arena has room: a new arena, or the backend directly.
     #[cold]
     fn alloc_elsewhere(
@@ -255,9 +291,15 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         unsafe { self.free_slow(allocation) }
     }
 
+    /// Counts a bad free found by the layer above and passes it to the error hook.
+    #[cold]
+    pub(crate) fn report_bad_free(&self, kind: FreeErrorKind, addr: usize, size: usize) {
+        self.report.bad_free(kind, addr, size);
+    }
+
     /// The arena with id `id`, if the registry is at home and the arena is published.
     #[inline(always)]
-    pub(super) fn published(&self, id: ArenaId) -> Option<&Arena> {
+    pub(crate) fn published(&self, id: ArenaId) -> Option<&Arena> {
         // `ANY` (0) wraps around to an index past the table.
         let index = (id.get() as usize).wrapping_sub(1);
         if index >= MAX_ARENAS || !self.at_home() {
@@ -327,8 +369,17 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
 
     /// Whether `ptr` points into one of the arenas.
     pub fn contains(&self, ptr: NonNull<u8>) -> bool {
-        let addr = ptr.addr().get();
-        self.arenas().any(|a| a.offset_of(addr).is_some())
+        self.find(ptr.addr().get()).is_some()
+    }
+
+    /// The arena that holds address `addr`: a check of the arena found last time, else a binary
+    /// search over the arenas in address order.
+    #[inline]
+    pub(crate) fn find(&self, addr: usize) -> Option<&Arena> {
+        if !self.at_home() {
+            return None;
+        }
+        self.order.find(addr, |slot| self.slot(slot))
     }
 
     /// The memory of arena `id`: its first byte and its size in bytes.
@@ -352,6 +403,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             stats.arenas += 1;
             stats.arena_bytes += arena.size();
             stats.blocks_in_use += arena.in_use().count_set() - padding;
+            stats.committed_bytes += arena.committed_blocks() * arena.block_size();
         }
         stats.meta_bytes = self.meta.used();
         stats
@@ -400,6 +452,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
                 }
             }
         }
+        self.order.retain(|slot| self.slot(slot).is_some());
         if kept == 0 {
             self.count.store(0, Ordering::Release);
             // SAFETY: no descriptor is published any more, so no piece of the area is in use.

@@ -10,6 +10,8 @@ pub struct ArenaStats {
     pub arenas: usize,
     /// Bytes of memory in arenas.
     pub arena_bytes: usize,
+    /// Bytes of arena memory committed.
+    pub committed_bytes: usize,
     /// Blocks handed out now, over all arenas.
     pub blocks_in_use: usize,
     /// Regions allocated from the backend directly because no arena had room, in all.

@@ -180,6 +180,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             )
         };
         self.table[index].store(arena.as_ptr(), Ordering::Release);
+        self.order.insert(index, start.addr().get(), |slot| {
+            self.slot(slot).map_or(0, |a| a.start().addr().get())
+        });
         Ok(id)
     }
 

@@ -1,0 +1,306 @@
+//! Workload 1, "random actions", after talc's published benchmark (reimplemented, not copied).
+//!
+//! One heap (128 MiB, pre-touched) per allocator. Every thread loops over actions drawn from
+//! `0..=6` (`0..=5` without realloc): 6 reallocates a random live allocation to `rand(1..3*max)`;
+//! below 3, or while fewer than 300 allocations are live, it allocates `rand(4..rand(16..max))`
+//! bytes at a mostly-word alignment; otherwise it frees a random live allocation. The clock is read
+//! every 100 actions. Every allocation has its first and last byte written, and a realloc checks
+//! that the first byte survived. Per trial: a fresh allocator over the heap, each thread warms up
+//! for 2 ms, the threads meet at a barrier, then run for 200 ms; the score is the number of
+//! successful actions of all threads together.
+
+use crate::peers::{Peer, Region};
+use crate::rng::Rng;
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Below this many live allocations a thread always allocates.
+const MIN_LIVE: usize = 300;
+/// Reallocations go to `rand(1..REALLOC_MULTIPLE * max)`.
+const REALLOC_MULTIPLE: usize = 3;
+
+/// How long and how often.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub trials: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+impl Params {
+    /// The protocol: 7 trials × (2 ms warm-up + 200 ms).
+    pub const FULL: Params = Params {
+        trials: 7,
+        warmup: Duration::from_millis(2),
+        duration: Duration::from_millis(200),
+    };
+    /// A smoke test.
+    pub const QUICK: Params = Params {
+        trials: 3,
+        warmup: Duration::from_millis(1),
+        duration: Duration::from_millis(20),
+    };
+}
+
+/// One configuration of the workload.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    /// The `max` of the size distribution, in bytes.
+    pub max: usize,
+    pub realloc: bool,
+    /// Threads sharing the one allocator.
+    pub threads: usize,
+}
+
+impl Case {
+    pub fn label(&self) -> String {
+        format!(
+            "{} thread{}, max {} B, {}",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.max,
+            if self.realloc {
+                "with realloc"
+            } else {
+                "no realloc"
+            }
+        )
+    }
+}
+
+/// Max 200 B and 30000 B, with and without realloc, on 1 and 2 threads.
+pub const CASES: [Case; 8] = {
+    const fn case(threads: usize, max: usize, realloc: bool) -> Case {
+        Case {
+            max,
+            realloc,
+            threads,
+        }
+    }
+    [
+        case(1, 200, true),
+        case(1, 200, false),
+        case(1, 30000, true),
+        case(1, 30000, false),
+        case(2, 200, true),
+        case(2, 200, false),
+        case(2, 30000, true),
+        case(2, 30000, false),
+    ]
+};
+
+/// A size in `4..rand(16..max)`: biased towards small sizes, as talc's method draws them.
+pub fn gen_size(rng: &mut Rng, max: usize) -> usize {
+    let cap = rng.range(16, max);
+    rng.range(4, cap)
+}
+
+/// The word alignment, doubled per two trailing zeros of a random `u16`: 75% word, 19% 2×word,
+/// 4.7% 4×word, and so on up to 256×word.
+pub fn gen_align(rng: &mut Rng) -> usize {
+    core::mem::align_of::<usize>() << (rng.next_u16().trailing_zeros() / 2)
+}
+
+/// What one thread did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    /// Successful allocations, frees and reallocations.
+    score: u64,
+    /// Allocations and reallocations that returned null.
+    failures: u64,
+}
+
+struct Live {
+    ptr: *mut u8,
+    layout: Layout,
+    tag: u8,
+}
+
+/// Runs the action loop for `duration` on one thread, then frees what is left (untimed).
+fn actions(
+    alloc: &dyn GlobalAlloc,
+    case: Case,
+    rng: &mut Rng,
+    duration: Duration,
+    start: Option<&Barrier>,
+) -> Outcome {
+    let mut live: Vec<Live> = Vec::with_capacity(100_000);
+    let mut out = Outcome::default();
+    let draws = if case.realloc { 7 } else { 6 };
+    let mut tag = 0u8;
+    if let Some(barrier) = start {
+        barrier.wait();
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < duration {
+        for _ in 0..100 {
+            let draw = rng.range(0, draws);
+            if draw == 6 {
+                if live.is_empty() {
+                    continue;
+                }
+                let index = rng.range(0, live.len());
+                let new_size = rng.range(1, REALLOC_MULTIPLE * case.max);
+                let entry = &mut live[index];
+                // SAFETY: `entry.ptr` is live, from this allocator, with `entry.layout`; the new size
+                // is non-zero and far below isize::MAX.
+                let p = unsafe { alloc.realloc(entry.ptr, entry.layout, new_size) };
+                if p.is_null() {
+                    out.failures += 1;
+                    continue;
+                }
+                // SAFETY: `p` points to `new_size` bytes that now hold the old contents' prefix.
+                unsafe {
+                    assert_eq!(p.read(), entry.tag, "realloc lost the first byte");
+                    p.add(new_size - 1).write_volatile(entry.tag);
+                }
+                entry.ptr = p;
+                // SAFETY: the alignment is the old (valid) one, the size was accepted by realloc.
+                entry.layout =
+                    unsafe { Layout::from_size_align_unchecked(new_size, entry.layout.align()) };
+                out.score += 1;
+            } else if draw < 3 || live.len() < MIN_LIVE {
+                let size = gen_size(rng, case.max);
+                let align = gen_align(rng);
+                // SAFETY: `align` is a power of two ≤ 2048 and `size` is small.
+                let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc.alloc(layout) };
+                if p.is_null() {
+                    out.failures += 1;
+                    continue;
+                }
+                tag = tag.wrapping_add(1);
+                // SAFETY: `p` points to `size` (≥ 4) writable bytes.
+                unsafe {
+                    p.write_volatile(tag);
+                    p.add(size - 1).write_volatile(tag);
+                }
+                live.push(Live {
+                    ptr: p,
+                    layout,
+                    tag,
+                });
+                out.score += 1;
+            } else {
+                let index = rng.range(0, live.len());
+                let entry = live.swap_remove(index);
+                // SAFETY: live, from this allocator, with this layout; not used again.
+                unsafe { alloc.dealloc(entry.ptr, entry.layout) };
+                out.score += 1;
+            }
+        }
+    }
+    for entry in live {
+        // SAFETY: as above.
+        unsafe { alloc.dealloc(entry.ptr, entry.layout) };
+    }
+    out
+}
+
+/// One trial: `case.threads` threads on one fresh allocator; the summed scores.
+fn trial(
+    alloc: &(dyn GlobalAlloc + Sync),
+    case_index: usize,
+    case: Case,
+    trial: usize,
+    params: Params,
+) -> Outcome {
+    let barrier = Barrier::new(case.threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..case.threads)
+            .map(|thread| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut warm = Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 0]);
+                    actions(alloc, case, &mut warm, params.warmup, None);
+                    let mut rng = Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 1]);
+                    actions(alloc, case, &mut rng, params.duration, Some(barrier))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a benchmark thread panicked"))
+            .fold(Outcome::default(), |a, b| Outcome {
+                score: a.score + b.score,
+                failures: a.failures + b.failures,
+            })
+    })
+}
+
+/// The scores of one peer in one case.
+#[derive(Clone, Debug, Default)]
+pub struct PeerScores {
+    /// Actions per trial.
+    pub samples: Vec<f64>,
+    /// Failed allocations and reallocations, over all trials.
+    pub failures: u64,
+}
+
+pub struct CaseResult {
+    pub case: Case,
+    /// Indexed like the peers passed to [`run`].
+    pub per_peer: Vec<PeerScores>,
+}
+
+/// Runs every case. Within a case the trials are interleaved across the peers (the order rotating
+/// from trial to trial), so that a drift of the machine's speed falls on all of them alike.
+/// `heaps[i]` is peer `i`'s fixed heap (`None` for those that get memory themselves).
+pub fn run(peers: &[Peer], heaps: &mut [Option<Region>], params: Params) -> Vec<CaseResult> {
+    assert_eq!(peers.len(), heaps.len());
+    CASES
+        .iter()
+        .enumerate()
+        .map(|(case_index, &case)| {
+            eprintln!("random actions: {}", case.label());
+            let mut per_peer = vec![PeerScores::default(); peers.len()];
+            for t in 0..params.trials {
+                for k in 0..peers.len() {
+                    let i = (k + t) % peers.len();
+                    let alloc = peers[i].build(heaps[i].as_mut());
+                    let out = trial(&*alloc, case_index, case, t, params);
+                    per_peer[i].samples.push(out.score as f64);
+                    per_peer[i].failures += out.failures;
+                }
+            }
+            CaseResult { case, per_peer }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::PEERS;
+
+    #[test]
+    fn sizes_and_alignments_follow_the_method() {
+        let mut rng = Rng::new(7);
+        for _ in 0..10_000 {
+            let s = gen_size(&mut rng, 200);
+            assert!((4..199).contains(&s));
+            let a = gen_align(&mut rng);
+            assert!(a.is_power_of_two() && a >= 8 && a <= 8 << 8);
+        }
+        let word = (0..100_000).filter(|_| gen_align(&mut rng) == 8).count();
+        assert!((70_000..80_000).contains(&word), "{word}");
+    }
+
+    #[test]
+    fn a_short_trial_on_every_peer() {
+        let params = Params {
+            trials: 1,
+            warmup: Duration::from_millis(1),
+            duration: Duration::from_millis(5),
+        };
+        for peer in PEERS {
+            let mut region = peer.is_fixed().then(|| Region::new(16 << 20));
+            let alloc = peer.build(region.as_mut());
+            let out = trial(&*alloc, 6, CASES[6], 0, params);
+            assert!(out.score > 1000, "{}: {out:?}", peer.name);
+            assert_eq!(out.failures, 0, "{}", peer.name);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The standard allocator interfaces: `GlobalAlloc`, and `allocator_api2::Allocator` on `&Quarry`.
+
+use super::Quarry;
+use crate::backend::OsBackend;
+use crate::sync::RawLock;
+use allocator_api2::alloc::{AllocError, Allocator};
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+
+// SAFETY: every pointer handed out is a fresh allocation of at least `layout.size()` bytes aligned to
+// `layout.align()` (the heap's contract), zeroed for `alloc_zeroed`; `realloc` keeps the contents up
+// to the smaller size; bad frees are refused without touching the heap.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> GlobalAlloc
+    for Quarry<B, L, M, N>
+{
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocate(layout.size(), layout.align())
+            .map_or(ptr::null_mut(), |a| a.ptr.as_ptr())
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.allocate_zeroed(layout.size(), layout.align())
+            .map_or(ptr::null_mut(), |a| a.ptr.as_ptr())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(ptr) = NonNull::new(ptr) {
+            // SAFETY: the caller gives up the allocation (`GlobalAlloc::dealloc`'s contract).
+            unsafe { self.deallocate(ptr, layout.size()) };
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(ptr) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `GlobalAlloc::realloc`'s contract: `ptr` is a live allocation with `layout`.
+        unsafe { self.reallocate(ptr, layout.size(), new_size, layout.align()) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+/// A zero-sized allocation: a dangling pointer aligned as asked, never passed to the heap.
+fn empty(layout: Layout) -> NonNull<[u8]> {
+    // SAFETY: a layout's alignment is a non-zero power of two, so it is a valid non-null address;
+    // `without_provenance_mut` is the strict-provenance way to name it.
+    let dangling = unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
+    NonNull::slice_from_raw_parts(dangling, 0)
+}
+
+// SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never freed
+// into the heap, and every allocation stays valid until deallocated, even if the `&Quarry` is copied.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Allocator
+    for &Quarry<B, L, M, N>
+{
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(empty(layout));
+        }
+        let a = Quarry::allocate(self, layout.size(), layout.align()).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(a.ptr, a.usable))
+    }
+
+    #[inline]
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(empty(layout));
+        }
+        let a = Quarry::allocate_zeroed(self, layout.size(), layout.align()).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(a.ptr, layout.size()))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: the caller gives up the allocation (`Allocator::deallocate`'s contract).
+            unsafe { Quarry::deallocate(self, ptr, layout.size()) };
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: as for `grow`.
+        let grown = unsafe { self.resize(ptr, old, new) }?;
+        // SAFETY: the new allocation holds `new.size()` bytes, of which the first `old.size()` are
+        // the old contents.
+        unsafe {
+            grown
+                .cast::<u8>()
+                .as_ptr()
+                .add(old.size())
+                .write_bytes(0, new.size() - old.size())
+        };
+        Ok(NonNull::slice_from_raw_parts(grown.cast(), new.size()))
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `Allocator::shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
+        unsafe { self.resize(ptr, old, new) }
+    }
+}
+
+impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N> {
+    /// Moves or resizes an allocation for `grow` and `shrink`, including to and from size 0.
+    ///
+    /// # Safety
+    /// `ptr` is live with `old` (or dangling when `old.size()` is 0).
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return Allocator::allocate(&self, new);
+        }
+        if new.size() == 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.deallocate(ptr, old.size()) };
+            return Ok(empty(new));
+        }
+        // SAFETY: forwarded from the caller.
+        let moved = unsafe { self.reallocate(ptr, old.size(), new.size(), new.align()) }
+            .ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(moved, new.size()))
+    }
+}

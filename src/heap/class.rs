@@ -1,0 +1,95 @@
+//! Size classes: 8-byte steps up to 64 bytes, then 8 classes per power of two, so that a rounded-up
+//! request wastes less than 12.5% of its size above 64 bytes. Size to class and class to size are a
+//! few shifts each, no table and no loop.
+
+/// The smallest object: two words, so that a free object can hold the free-list link and the
+/// double-free cookie.
+pub(crate) const MIN_SIZE: usize = 2 * core::mem::size_of::<usize>();
+
+/// The largest size a class can have: 1 MiB. (The heap uses classes up to a bound set by the block
+/// size, below this.)
+pub(crate) const MAX_CLASS_SIZE: usize = 1 << 20;
+
+/// Number of classes: 8 of 8-byte steps up to 64, then 8 per power of two up to `MAX_CLASS_SIZE`.
+pub(crate) const CLASSES: usize = 8 + 8 * (MAX_CLASS_SIZE.trailing_zeros() as usize - 6);
+
+/// The class of a request of `size` bytes (`1 <= size <= MAX_CLASS_SIZE`).
+#[inline(always)]
+pub(crate) const fn class_of(size: usize) -> usize {
+    if size <= 64 {
+        let size = if size < MIN_SIZE { MIN_SIZE } else { size };
+        (size - 1) >> 3
+    } else {
+        let s = size - 1;
+        let octave = usize::BITS - 1 - s.leading_zeros(); // floor(log2(size - 1)), at least 6
+        let step = (s >> (octave - 3)) - 8; // which eighth of the octave
+        8 + ((octave as usize - 6) << 3) + step
+    }
+}
+
+/// The object size of class `class`.
+#[inline(always)]
+pub(crate) const fn class_size(class: usize) -> usize {
+    if class < 8 {
+        (class + 1) << 3
+    } else {
+        let octave = 6 + (class - 8) / 8;
+        let eighth = 8 + (class - 8) % 8;
+        (eighth + 1) << (octave - 3)
+    }
+}
+
+/// The smallest class whose objects hold `size` bytes at an alignment of `align`, if one of at most
+/// `max_size` bytes does: objects sit at multiples of the class size from a block-aligned page
+/// start, so a class serves `align` when its size is a multiple of it.
+#[inline(always)]
+pub(crate) fn class_for(size: usize, align: usize, max_size: usize) -> Option<usize> {
+    let size = size.max(1);
+    if size > max_size {
+        return None;
+    }
+    let mut class = class_of(size);
+    if align > 8 {
+        while class_size(class) % align != 0 {
+            class += 1;
+        }
+    }
+    (class_size(class) <= max_size).then_some(class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_maps_to_the_smallest_class_that_holds_it() {
+        let limit = if cfg!(miri) { 4096 } else { MAX_CLASS_SIZE };
+        let mut class = class_of(1);
+        for size in 1..=limit {
+            let c = class_of(size);
+            assert!(class_size(c) >= size, "class {c} too small for {size}");
+            assert!(c == 0 || class_size(c - 1) < size.max(MIN_SIZE), "{size} not in smallest class");
+            assert!(c == class || c == class + 1, "classes skip at {size}");
+            class = c;
+            if size > 64 {
+                let waste = class_size(c) - size;
+                assert!(waste * 8 < size, "more than 12.5% waste at {size}: {}", class_size(c));
+            }
+        }
+        assert_eq!(class_of(MAX_CLASS_SIZE), CLASSES - 1);
+        assert_eq!(class_size(CLASSES - 1), MAX_CLASS_SIZE);
+    }
+
+    #[test]
+    fn aligned_requests_get_classes_that_are_multiples_of_the_alignment() {
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
+            for size in [1, 7, 24, 65, 100, 1000, 5000] {
+                let class = class_for(size, align, MAX_CLASS_SIZE).unwrap();
+                assert!(class_size(class) >= size);
+                assert_eq!(class_size(class) % align, 0, "size {size} align {align}");
+            }
+        }
+        assert_eq!(class_for(5000, 8, 4096), None);
+        assert_eq!(class_for(4000, 8192, 4096), None);
+    }
+}
