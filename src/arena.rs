@@ -403,15 +403,17 @@ impl Arena {
                 let ptr = self.block_ptr(block);
                 // SAFETY: the run lies inside the arena's region and is claimed by the caller, so
                 // nobody else touches it.
-                zeroed_by_commit = unsafe { backend.commit(ptr, blocks << self.block_shift) }.ok()?;
+                zeroed_by_commit =
+                    unsafe { backend.commit(ptr, blocks << self.block_shift) }.ok()?;
                 committed.claim(block, blocks);
                 true
             }
             Some(_) => false,
         };
         let dirty = self.dirty();
-        let never_used =
-            !known_dirty && !dirty.is_claimed(block, blocks) && dirty.claim(block, blocks).all_clear;
+        let never_used = !known_dirty
+            && !dirty.is_claimed(block, blocks)
+            && dirty.claim(block, blocks).all_clear;
         Some((committed, committed && (never_used || zeroed_by_commit)))
     }
 

@@ -14,8 +14,10 @@ pub enum EagerCommit {
 /// Settings of the arena engine. Every size is in bytes, every delay in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Size of one arena block: the unit arenas hand out, commit and purge. A power of two, at least
-    /// 64. Every arena starts on a multiple of it.
+    /// Size of one arena block: the unit arenas hand out, commit and purge, and so the granularity
+    /// of large allocations (the heap rounds objects of more than eight blocks up to whole blocks,
+    /// and cuts pages of at least four blocks for smaller ones). A power of two, at least 64. Every
+    /// arena starts on a multiple of it.
     pub block_size: usize,
     /// Size of an arena reserved on demand when no arena has room (0: never reserve, go to the
     /// backend directly). Divided by 4 on backends without virtual reserve, and doubled for every 8
@@ -36,11 +38,11 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 impl Config {
-    /// For wasm32 modules: 64 KiB blocks (one `memory.grow` page), 4 MiB arenas (1 MiB at a time, as
-    /// linear memory cannot be reserved without being grown), no purging (linear memory never
-    /// shrinks).
+    /// For wasm32 modules: 4 KiB blocks, 4 MiB arenas (1 MiB at a time, as linear memory cannot be
+    /// reserved without being grown; `memory.grow` adds the 64 KiB pages behind them), no purging
+    /// (linear memory never shrinks).
     pub const WASM: Config = Config {
-        block_size: 64 * KIB,
+        block_size: 4 * KIB,
         arena_reserve: 4 * MIB,
         purge_delay_ms: -1,
         arena_purge_mult: 10,
@@ -48,10 +50,10 @@ impl Config {
         limit_os_alloc: false,
     };
 
-    /// For firmware with tens or hundreds of KiB of RAM: 1 KiB blocks, 64 KiB arenas (16 KiB at a
-    /// time without virtual reserve), no purging.
+    /// For firmware with tens or hundreds of KiB of RAM: 256-byte blocks, 64 KiB arenas (16 KiB at
+    /// a time without virtual reserve), no purging.
     pub const EMBEDDED: Config = Config {
-        block_size: KIB,
+        block_size: 256,
         arena_reserve: 64 * KIB,
         purge_delay_ms: -1,
         arena_purge_mult: 10,
@@ -59,10 +61,10 @@ impl Config {
         limit_os_alloc: false,
     };
 
-    /// For hosts with virtual memory: 64 KiB blocks, 64 MiB arenas reserved uncommitted, purged
-    /// 100 ms after they are freed (10 ms × 10).
+    /// For hosts with virtual memory: 4 KiB blocks (the usual OS page), 64 MiB arenas reserved
+    /// uncommitted, purged 100 ms after they are freed (10 ms × 10).
     pub const HOST: Config = Config {
-        block_size: 64 * KIB,
+        block_size: 4 * KIB,
         arena_reserve: 64 * MIB,
         purge_delay_ms: 10,
         arena_purge_mult: 10,

@@ -21,6 +21,6 @@ pub use backend::{OsBackend, Region, StaticBuffer};
 pub use config::{Config, EagerCommit};
 pub use error::{ErrorHook, FreeError, FreeErrorKind};
 pub use global::{Quarry, Stats};
-pub use sync::{NoLock, RawLock, SpinLock};
 pub use memid::{Allocation, ArenaId, MemId, MemKind};
 pub use meta::MetaArea;
+pub use sync::{NoLock, RawLock, SpinLock};

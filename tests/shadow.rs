@@ -100,7 +100,15 @@ fn run(ops: &[Op]) {
                         quarry.alloc(layout)
                     }
                 };
-                assert!(!ptr.is_null(), "out of memory for {layout:?}");
+                if ptr.is_null() {
+                    let mut map = String::new();
+                    quarry.write_map(&mut map).unwrap();
+                    let live: usize = model.live.values().map(|l| l.layout.size()).sum();
+                    panic!(
+                        "out of memory for {layout:?}: {live} live bytes, {:?}\n{map}",
+                        quarry.stats()
+                    );
+                }
                 assert_eq!(ptr as usize % layout.align(), 0, "{layout:?} misaligned");
                 model.assert_free(ptr as usize, size);
                 if zeroed {
@@ -109,7 +117,9 @@ fn run(ops: &[Op]) {
                 model.add(ptr, layout);
             }
             Op::Realloc { pick, size } => {
-                let Some(addr) = model.pick(pick) else { continue };
+                let Some(addr) = model.pick(pick) else {
+                    continue;
+                };
                 let old = model.live.remove(&addr).unwrap();
                 Model::check(addr as *const u8, old.layout.size(), old.fill);
                 // SAFETY: `addr` is live with `old.layout`; `size` is non-zero.
@@ -122,7 +132,9 @@ fn run(ops: &[Op]) {
                 model.add(ptr, layout);
             }
             Op::Dealloc { pick } => {
-                let Some(addr) = model.pick(pick) else { continue };
+                let Some(addr) = model.pick(pick) else {
+                    continue;
+                };
                 let live = model.live.remove(&addr).unwrap();
                 Model::check(addr as *const u8, live.layout.size(), live.fill);
                 // SAFETY: `addr` is live with this layout.
@@ -140,7 +152,11 @@ fn run(ops: &[Op]) {
     assert_eq!(stats.bytes_in_use, 0);
     assert_eq!(stats.allocations, stats.frees);
     quarry.trim();
-    assert_eq!(quarry.arenas().stats().blocks_in_use, 0, "blocks still in use after freeing all");
+    assert_eq!(
+        quarry.arenas().stats().blocks_in_use,
+        0,
+        "blocks still in use after freeing all"
+    );
     assert_eq!(quarry.arenas().backend().verify_poison(), Ok(()));
 }
 

@@ -26,7 +26,10 @@ pub(crate) struct AddressOrder<const MAX_ARENAS: usize> {
 
 impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
     pub const fn new() -> Self {
-        assert!(MAX_ARENAS <= 255, "MAX_ARENAS must fit the address order's u8 slots");
+        assert!(
+            MAX_ARENAS <= 255,
+            "MAX_ARENAS must fit the address order's u8 slots"
+        );
         AddressOrder {
             slots: [const { AtomicU8::new(0) }; MAX_ARENAS],
             len: AtomicUsize::new(0),

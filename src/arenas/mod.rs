@@ -183,7 +183,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// the size needed is reserved. The layer above relies on this to find every allocation's arena
     /// (and its block tags) from an address.
     pub(crate) fn alloc_in_arena(&self, size: usize, align: usize) -> Option<Allocation> {
-        if size.wrapping_sub(1) >= isize::MAX as usize || !align.is_power_of_two() || !self.at_home()
+        if size.wrapping_sub(1) >= isize::MAX as usize
+            || !align.is_power_of_two()
+            || !self.at_home()
         {
             return None;
         }

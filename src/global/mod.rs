@@ -186,6 +186,8 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
 
 impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> fmt::Debug for Quarry<B, L, M, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Quarry").field("stats", &self.stats()).finish()
+        f.debug_struct("Quarry")
+            .field("stats", &self.stats())
+            .finish()
     }
 }

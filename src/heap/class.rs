@@ -68,12 +68,19 @@ mod tests {
         for size in 1..=limit {
             let c = class_of(size);
             assert!(class_size(c) >= size, "class {c} too small for {size}");
-            assert!(c == 0 || class_size(c - 1) < size.max(MIN_SIZE), "{size} not in smallest class");
+            assert!(
+                c == 0 || class_size(c - 1) < size.max(MIN_SIZE),
+                "{size} not in smallest class"
+            );
             assert!(c == class || c == class + 1, "classes skip at {size}");
             class = c;
             if size > 64 {
                 let waste = class_size(c) - size;
-                assert!(waste * 8 < size, "more than 12.5% waste at {size}: {}", class_size(c));
+                assert!(
+                    waste * 8 < size,
+                    "more than 12.5% waste at {size}: {}",
+                    class_size(c)
+                );
             }
         }
         assert_eq!(class_of(MAX_CLASS_SIZE), CLASSES - 1);

@@ -339,7 +339,8 @@ impl Heap {
         let Some(arena) = arenas.find(start.addr().get()) else {
             return;
         };
-        let block = (start.addr().get() - arena.start().addr().get()) >> arenas.block_size().trailing_zeros();
+        let block = (start.addr().get() - arena.start().addr().get())
+            >> arenas.block_size().trailing_zeros();
         for tag in &arena.tags()[block..block + blocks] {
             tag.store(0, Relaxed);
         }

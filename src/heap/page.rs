@@ -186,7 +186,6 @@ impl Page {
         self.free = ptr.as_ptr();
         self.used -= 1;
     }
-
 }
 
 #[cfg(test)]
@@ -203,7 +202,11 @@ mod tests {
             let limit = if cfg!(miri) { 64 } else { (1 << 22) / size + 2 };
             for index in 0..limit {
                 let offset = index * size;
-                assert_eq!(divisor.exact(offset), Some(index), "size {size} index {index}");
+                assert_eq!(
+                    divisor.exact(offset),
+                    Some(index),
+                    "size {size} index {index}"
+                );
                 for delta in [1, 8, size / 2, size - 1] {
                     if delta > 0 && delta < size {
                         assert_eq!(divisor.exact(offset + delta), None, "size {size} +{delta}");
