@@ -27,7 +27,10 @@ fn main() {
 
     emit("QB_PROFILE", &profile);
     emit("QB_OPT_LEVEL", &var("OPT_LEVEL"));
-    emit("QB_DEBUG", &var("DEBUG"));
+    emit(
+        "QB_DEBUG",
+        &settings.get("debug").cloned().unwrap_or(var("DEBUG")),
+    );
     emit("QB_LTO", &get("lto", "false"));
     emit(
         "QB_CODEGEN_UNITS",
@@ -108,7 +111,7 @@ fn profile_settings(manifest: &Path, name: &str) -> BTreeMap<String, String> {
             settings.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
-    for key in ["lto", "codegen-units"] {
+    for key in ["lto", "codegen-units", "debug"] {
         for profile in chain.iter().rev() {
             let env = format!(
                 "CARGO_PROFILE_{}_{}",

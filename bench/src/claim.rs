@@ -12,8 +12,10 @@ use std::sync::atomic::AtomicUsize;
 const BLOCK: usize = 1024;
 const BLOCKS: usize = 1024;
 
-/// A registry with one committed arena of 1024 blocks of 1 KiB in a static buffer.
-type Registry = Arenas<StaticBuffer<{ (BLOCKS + 1) * BLOCK }>>;
+/// A registry with one committed arena of 1024 blocks of 1 KiB in a static buffer, and a static
+/// metadata area large enough for that arena's descriptor, bitmaps and per-block tags (over 4 KiB
+/// for 1024 blocks, more than the default 4 KiB area).
+type Registry = Arenas<StaticBuffer<{ (BLOCKS + 1) * BLOCK }>, 64, 16384>;
 
 fn registry() -> &'static Registry {
     let config = Config::EMBEDDED

@@ -7,7 +7,8 @@
 //! the timer's own cost — the median of 10 000 back-to-back `Instant::now()` pairs, measured at the
 //! start of the trial — is subtracted. The layouts are drawn before the timed window. Per trial:
 //! a fresh allocator over the peer's 128 MiB heap, the 256 blocks allocated, `warmup` untimed
-//! pairs, then `pairs` timed ones; p50 and p99 of those.
+//! pairs, then `pairs` timed ones; p50 and p99 of those. For a check on the subtraction, `pairs`
+//! more pairs are then timed as one batch, and their mean reported beside the percentiles.
 
 use crate::peers::{Peer, Region};
 use crate::rng::Rng;
@@ -57,8 +58,19 @@ pub fn timer_overhead(n: usize) -> u64 {
     quantile(&v, 0.5)
 }
 
-/// One trial: (p50, p99, timer overhead) in ns, the overhead already subtracted from both.
-fn trial(alloc: &dyn GlobalAlloc, params: Params, seed: u64) -> (f64, f64, u64) {
+/// One trial's figures, ns.
+#[derive(Clone, Copy, Debug)]
+struct Trial {
+    /// Of the individually timed pairs, the timer overhead subtracted.
+    p50: f64,
+    p99: f64,
+    /// The timer overhead subtracted.
+    overhead: u64,
+    /// The mean of `pairs` further pairs timed as one batch (no timer in between).
+    batch_mean: f64,
+}
+
+fn trial(alloc: &dyn GlobalAlloc, params: Params, seed: u64) -> Trial {
     let mut rng = Rng::for_stream(&[3, seed]);
     let mut slots: Vec<(*mut u8, Layout)> = (0..LIVE)
         .map(|_| {
@@ -69,7 +81,7 @@ fn trial(alloc: &dyn GlobalAlloc, params: Params, seed: u64) -> (f64, f64, u64) 
             (p, l)
         })
         .collect();
-    let mut step = |i: usize, l: Layout, slots: &mut Vec<(*mut u8, Layout)>| {
+    let step = |i: usize, l: Layout, slots: &mut [(*mut u8, Layout)]| {
         let (p, old) = slots[i % LIVE];
         // SAFETY: live, from this allocator, with `old`; replaced right away.
         let q = unsafe {
@@ -91,6 +103,12 @@ fn trial(alloc: &dyn GlobalAlloc, params: Params, seed: u64) -> (f64, f64, u64) 
         let t1 = Instant::now();
         samples.push((t1 - t0).as_nanos() as u64);
     }
+    let layouts: Vec<Layout> = (0..params.pairs).map(|_| layout(&mut rng)).collect();
+    let t0 = Instant::now();
+    for (i, &l) in layouts.iter().enumerate() {
+        step(i, l, &mut slots);
+    }
+    let batch_mean = t0.elapsed().as_nanos() as f64 / params.pairs as f64;
     assert!(slots.iter().all(|(p, _)| !p.is_null()), "a pair failed");
     for (p, l) in slots {
         // SAFETY: live, from this allocator, with `l`.
@@ -98,7 +116,12 @@ fn trial(alloc: &dyn GlobalAlloc, params: Params, seed: u64) -> (f64, f64, u64) 
     }
     samples.sort_unstable();
     let net = |q: f64| quantile(&samples, q).saturating_sub(overhead) as f64;
-    (net(0.5), net(0.99), overhead)
+    Trial {
+        p50: net(0.5),
+        p99: net(0.99),
+        overhead,
+        batch_mean,
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -106,6 +129,8 @@ pub struct PeerLatency {
     /// Per trial, ns.
     pub p50: Vec<f64>,
     pub p99: Vec<f64>,
+    /// Per trial, the mean ns per pair of a batch timed as a whole.
+    pub batch_mean: Vec<f64>,
 }
 
 pub struct LatencyResult {
@@ -125,10 +150,11 @@ pub fn run(peers: &[Peer], heaps: &mut [Option<Region>], params: Params) -> Late
         for k in 0..peers.len() {
             let i = (k + t) % peers.len();
             let alloc = peers[i].build(heaps[i].as_mut());
-            let (p50, p99, overhead) = trial(&*alloc, params, t as u64);
-            per_peer[i].p50.push(p50);
-            per_peer[i].p99.push(p99);
-            overheads.push(overhead);
+            let r = trial(&*alloc, params, t as u64);
+            per_peer[i].p50.push(r.p50);
+            per_peer[i].p99.push(r.p99);
+            per_peer[i].batch_mean.push(r.batch_mean);
+            overheads.push(r.overhead);
         }
     }
     LatencyResult {
@@ -153,8 +179,9 @@ mod tests {
         for peer in PEERS {
             let mut region = peer.is_fixed().then(|| Region::new(4 << 20));
             let alloc = peer.build(region.as_mut());
-            let (p50, p99, _) = trial(&*alloc, params, 0);
-            assert!(p50 <= p99 && p99 < 1e6, "{}: {p50} {p99}", peer.name);
+            let r = trial(&*alloc, params, 0);
+            assert!(r.p50 <= r.p99 && r.p99 < 1e6, "{}: {r:?}", peer.name);
+            assert!(r.batch_mean > 0.0, "{}: {r:?}", peer.name);
         }
     }
 }

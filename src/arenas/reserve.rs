@@ -139,16 +139,37 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         let block_size = self.block_size();
         let addr = start.addr().get();
         let skip = align_up(addr, block_size).ok_or(ReserveError::TooSmall)? - addr;
-        let blocks = size.saturating_sub(skip) >> self.block_shift();
+        let mut blocks = size.saturating_sub(skip) >> self.block_shift();
         if blocks == 0 {
             return Err(ReserveError::TooSmall);
         }
         // SAFETY: `skip < size` (at least one block follows it), so the pointer stays inside the
         // memory, derived from its start.
-        let start = unsafe { start.add(skip) };
+        let mut start = unsafe { start.add(skip) };
 
         let meta_size = Arena::meta_size(blocks, pinned).ok_or(ReserveError::NoMetadata)?;
-        let (place, meta_region) = self.alloc_meta(meta_size)?;
+        let (place, meta_region) = match self.alloc_meta(meta_size) {
+            Ok(found) => found,
+            // Neither the static area nor the backend has room: the arena's own first blocks hold
+            // its metadata, if the memory is committed (so it can be written now).
+            Err(_) if committed => {
+                let meta_blocks = meta_size.div_ceil(block_size);
+                if meta_blocks >= blocks {
+                    return Err(ReserveError::NoMetadata);
+                }
+                let place = start;
+                if !zero {
+                    // SAFETY: the first `meta_blocks` blocks are committed memory given to the
+                    // registry, and nobody else uses them.
+                    unsafe { place.as_ptr().write_bytes(0, meta_size) };
+                }
+                blocks -= meta_blocks;
+                // SAFETY: `meta_blocks < blocks`, so the new start is inside the memory.
+                start = unsafe { start.add(meta_blocks << self.block_shift()) };
+                (place, None)
+            }
+            Err(error) => return Err(error),
+        };
 
         let index = self.count.fetch_add(1, Ordering::AcqRel);
         if index >= MAX_ARENAS {

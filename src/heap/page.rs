@@ -144,6 +144,12 @@ impl Page {
             // SAFETY: `bump < capacity`, so the object lies inside the page.
             let ptr = unsafe { self.start.add(self.bump as usize * self.size as usize) };
             self.bump += 1;
+            if !self.zero {
+                // Memory that held an earlier page may hold a stale cookie right here: clear it, or
+                // the first free of this object would look like a second one.
+                // SAFETY: the object is inside the page and ours, at least two words long.
+                unsafe { ptr.cast::<usize>().add(1).write(0) };
+            }
             Object {
                 ptr,
                 zero: self.zero,
