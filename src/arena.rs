@@ -288,6 +288,12 @@ impl Arena {
         unsafe { self.start.add(block << self.block_shift) }
     }
 
+    /// `log2` of the block size.
+    #[inline(always)]
+    pub fn block_shift(&self) -> u32 {
+        self.block_shift
+    }
+
     /// Byte offset of `addr` from the start, if it lies inside the arena.
     #[inline]
     pub fn offset_of(&self, addr: usize) -> Option<usize> {
@@ -449,6 +455,7 @@ impl Arena {
         debug_assert!(keep >= 1 && keep <= blocks && block + blocks <= self.block_count);
         if keep < blocks {
             self.in_use().unclaim(block + keep, blocks - keep);
+            self.lower_hint(block + keep);
         }
     }
 
@@ -482,7 +489,23 @@ impl Arena {
         }
         // `size == 0` wraps to a block count larger than any arena, refused below.
         let blocks = (size.wrapping_sub(1) >> self.block_shift) + 1;
-        blocks <= self.block_count - block && self.in_use().try_unclaim(block, blocks)
+        let released =
+            blocks <= self.block_count - block && self.in_use().try_unclaim(block, blocks);
+        if released {
+            self.lower_hint(block);
+        }
+        released
+    }
+
+    /// Moves the search hint down to the field of `block`, which was just freed: searches start at
+    /// the lowest field known to have room, so freed memory (still in the caches) is reused before
+    /// untouched memory further up, and the arena stays packed towards its start.
+    #[inline(always)]
+    fn lower_hint(&self, block: usize) {
+        let field = block / FIELD_BITS;
+        if field < self.search_hint.load(Ordering::Relaxed) {
+            self.search_hint.store(field, Ordering::Relaxed);
+        }
     }
 
     /// Writes the arena's part of the arena map: a header, then one line per in-use field, with `x`

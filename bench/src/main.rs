@@ -11,6 +11,7 @@
 //! as FILE-random-actions.svg.
 
 mod claim;
+mod count;
 mod efficiency;
 mod latency;
 mod peers;
@@ -26,12 +27,14 @@ fn usage() -> ! {
     eprintln!(
         "usage: quarry-bench claim [TRIALS]
        quarry-bench peers [--quick] [--only WORKLOAD,...] [--peers NAME,...] [--out FILE.md]
+       quarry-bench count ALLOCATOR MAX realloc|plain ROUNDS
 
   peers runs workloads 1-3 of benchmarks.md against the allocators of bench/src/peers.rs:
     --only      random-actions, efficiency, latency (default: all three)
     --peers     a subset of the allocators ({BASELINE} is always included, as the baseline)
     --quick     fewer and shorter trials: a smoke test, not figures to quote
     --out       write the markdown report there, and the chart as <stem>-random-actions.svg beside it
+  count runs ROUNDS × 100 random actions (workload 1, one thread, no clock) for callgrind; see count.rs
   allocators: {}",
         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
     );
@@ -43,8 +46,20 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("claim") => claim_command(&args[1..]),
         Some("peers") => peers_command(&args[1..]),
+        Some("count") => count_command(&args[1..]),
         _ => usage(),
     }
+}
+
+fn count_command(args: &[String]) {
+    let [peer, max, realloc, rounds] = args else {
+        usage()
+    };
+    let max = max.parse().unwrap_or_else(|_| usage());
+    let realloc = realloc == "realloc";
+    let rounds = rounds.parse().unwrap_or_else(|_| usage());
+    let done = count::run(peer, max, realloc, rounds);
+    println!("{done} actions");
 }
 
 fn claim_command(args: &[String]) {

@@ -104,9 +104,9 @@ pub fn gen_align(rng: &mut Rng) -> usize {
 
 /// What one thread did.
 #[derive(Clone, Copy, Debug, Default)]
-struct Outcome {
+pub struct Outcome {
     /// Successful allocations, frees and reallocations.
-    score: u64,
+    pub score: u64,
     /// Allocations and reallocations that returned null.
     failures: u64,
 }
@@ -117,12 +117,22 @@ struct Live {
     tag: u8,
 }
 
-/// Runs the action loop for `duration` on one thread, then frees what is left (untimed).
-fn actions(
+/// How long an action loop runs.
+#[derive(Clone, Copy)]
+pub enum Limit {
+    /// For a time (the benchmark).
+    Time(Duration),
+    /// For a number of rounds of 100 action draws, without reading the clock (for counting
+    /// instructions under callgrind, where time means nothing).
+    Rounds(u64),
+}
+
+/// Runs the action loop on one thread until `limit`, then frees what is left (untimed).
+pub fn actions(
     alloc: &dyn GlobalAlloc,
     case: Case,
     rng: &mut Rng,
-    duration: Duration,
+    limit: Limit,
     start: Option<&Barrier>,
 ) -> Outcome {
     let mut live: Vec<Live> = Vec::with_capacity(100_000);
@@ -133,7 +143,12 @@ fn actions(
         barrier.wait();
     }
     let t0 = Instant::now();
-    while t0.elapsed() < duration {
+    let mut rounds = 0;
+    while match limit {
+        Limit::Time(duration) => t0.elapsed() < duration,
+        Limit::Rounds(n) => rounds < n,
+    } {
+        rounds += 1;
         for _ in 0..100 {
             let draw = rng.range(0, draws);
             if draw == 6 {
@@ -215,10 +230,16 @@ fn trial(
                 scope.spawn(move || {
                     let mut warm =
                         Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 0]);
-                    actions(alloc, case, &mut warm, params.warmup, None);
+                    actions(alloc, case, &mut warm, Limit::Time(params.warmup), None);
                     let mut rng =
                         Rng::for_stream(&[1, case_index as u64, trial as u64, thread as u64, 1]);
-                    actions(alloc, case, &mut rng, params.duration, Some(barrier))
+                    actions(
+                        alloc,
+                        case,
+                        &mut rng,
+                        Limit::Time(params.duration),
+                        Some(barrier),
+                    )
                 })
             })
             .collect();

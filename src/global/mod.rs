@@ -45,7 +45,7 @@ pub struct Quarry<
     heap: UnsafeCell<Heap>,
 }
 
-// SAFETY: the heap is only reached through `with_heap`, which holds the lock (for `NoLock`, the
+// SAFETY: the heap is only reached through `Quarry::heap`, which holds the lock (for `NoLock`, the
 // promise of `new_single_threaded`); the registry is thread-safe on its own.
 unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Sync
     for Quarry<B, L, M, N>
@@ -80,15 +80,16 @@ impl<B: OsBackend, const M: usize, const N: usize> Quarry<B, crate::sync::NoLock
 }
 
 impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N> {
-    /// Runs `f` on the heap, holding the lock.
+    /// The heap, locked until the guard is dropped.
     #[inline(always)]
-    fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+    fn heap(&self) -> HeapGuard<'_, L> {
         self.lock.lock();
-        // SAFETY: the lock is held, so this is the only reference to the heap.
-        let result = f(unsafe { &mut *self.heap.get() });
-        // SAFETY: taken above.
-        unsafe { self.lock.unlock() };
-        result
+        HeapGuard {
+            lock: &self.lock,
+            // SAFETY: the lock is held from here until the guard is dropped, so this is the only
+            // reference to the heap meanwhile.
+            heap: unsafe { &mut *self.heap.get() },
+        }
     }
 
     /// The arena registry below the heap.
@@ -97,9 +98,9 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two), or `None`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
-        self.with_heap(|heap| heap.alloc(&self.arenas, size, align))
+        self.heap().alloc(&self.arenas, size, align)
     }
 
     /// Allocates `size` zeroed bytes aligned to `align`; the memset is skipped on memory known to
@@ -118,10 +119,10 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     ///
     /// # Safety
     /// If `ptr` is a live allocation of this allocator, nobody uses it any more.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
-        let result = self.with_heap(|heap| unsafe { heap.free(&self.arenas, ptr) });
+        let result = unsafe { self.heap().free(&self.arenas, ptr) };
         if let Err(kind) = result {
             self.refuse(kind, ptr, size);
         }
@@ -141,9 +142,10 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
         align: usize,
     ) -> Option<NonNull<u8>> {
         // SAFETY: forwarded from the caller.
-        let result = self.with_heap(|heap| unsafe {
-            heap.realloc(&self.arenas, ptr, old_size, new_size, align)
-        });
+        let result = unsafe {
+            self.heap()
+                .realloc(&self.arenas, ptr, old_size, new_size, align)
+        };
         result.unwrap_or_else(|kind| {
             self.refuse(kind, ptr, old_size);
             None
@@ -158,12 +160,13 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     /// Gives every empty page back to its arena, including the one page per size class that is
     /// otherwise kept so that allocating and freeing around a page boundary does not thrash.
     pub fn trim(&self) {
-        self.with_heap(|heap| heap.trim(&self.arenas));
+        self.heap().trim(&self.arenas);
     }
 
     /// Bytes usable at `ptr`, if it is a live allocation of this allocator.
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        self.with_heap(|_| Heap::usable_size(&self.arenas, ptr))
+        let _heap = self.heap();
+        Heap::usable_size(&self.arenas, ptr)
     }
 
     /// Sets the function called on every refused free (`None`: none). It runs inside the allocator
@@ -174,13 +177,42 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
 
     /// What the allocator holds and has done.
     pub fn stats(&self) -> Stats {
-        let heap = self.with_heap(|heap| heap.counters);
+        let heap = self.heap().counters;
         Stats::new(&heap, &self.arenas.stats())
     }
 
     /// Writes the arena map (see [`Arenas::write_map`]).
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         self.arenas.write_map(out)
+    }
+}
+
+/// The heap of a [`Quarry`] while its lock is held.
+struct HeapGuard<'a, L: RawLock> {
+    lock: &'a L,
+    heap: &'a mut Heap,
+}
+
+impl<L: RawLock> core::ops::Deref for HeapGuard<'_, L> {
+    type Target = Heap;
+    #[inline(always)]
+    fn deref(&self) -> &Heap {
+        self.heap
+    }
+}
+
+impl<L: RawLock> core::ops::DerefMut for HeapGuard<'_, L> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Heap {
+        self.heap
+    }
+}
+
+impl<L: RawLock> Drop for HeapGuard<'_, L> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: the guard was made by `Quarry::heap`, which took the lock.
+        unsafe { self.lock.unlock() };
     }
 }
 

@@ -44,15 +44,19 @@ pub(crate) const fn class_size(class: usize) -> usize {
 /// start, so a class serves `align` when its size is a multiple of it.
 #[inline(always)]
 pub(crate) fn class_for(size: usize, align: usize, max_size: usize) -> Option<usize> {
-    let size = size.max(1);
     if size > max_size {
         return None;
     }
-    let mut class = class_of(size);
-    if align > 8 {
-        while class_size(class) % align != 0 {
-            class += 1;
-        }
+    if align <= 8 {
+        // Every class size is a multiple of 8.
+        return Some(class_of(size.max(1)));
+    }
+    // Round the size up to the alignment first; the class of that is a multiple of the alignment
+    // unless it is one of the in-between classes of its octave, and a power of two is a class.
+    let rounded = (size.max(1) + align - 1) & !(align - 1);
+    let mut class = class_of(rounded);
+    while class_size(class) & (align - 1) != 0 {
+        class += 1;
     }
     (class_size(class) <= max_size).then_some(class)
 }

@@ -103,26 +103,53 @@ impl Heap {
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two).
-    #[inline]
+    #[inline(always)]
     pub fn alloc<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
         size: usize,
         align: usize,
     ) -> Option<Allocated> {
-        let block_size = arenas.block_size();
-        let allocated = match class_for(size, align, Self::max_small(block_size)) {
+        let allocated = match class_for(size, align, Self::max_small(arenas.block_size())) {
             Some(class) => self.alloc_small(arenas, class)?,
             None => Self::alloc_large(arenas, size, align)?,
         };
         self.counters.allocs += 1;
         self.counters.bytes_in_use += allocated.usable;
-        self.counters.peak_bytes = self.counters.peak_bytes.max(self.counters.bytes_in_use);
+        if self.counters.bytes_in_use > self.counters.peak_bytes {
+            self.counters.peak_bytes = self.counters.bytes_in_use;
+        }
         Some(allocated)
     }
 
+    /// An object of class `class`: from the first page on the class's list, else from the others
+    /// or a new page.
     #[inline(always)]
     fn alloc_small<B: OsBackend, const M: usize, const N: usize>(
+        &mut self,
+        arenas: &Arenas<B, M, N>,
+        class: usize,
+    ) -> Option<Allocated> {
+        let page = self.pages[class];
+        if !page.is_null() {
+            // SAFETY: pages on a list are live page headers owned by this heap (invariant on
+            // `pages`), and the caller holds the heap.
+            let p = unsafe { &mut *page };
+            if let Some(object) = p.pop() {
+                return Some(Allocated {
+                    ptr: object.ptr,
+                    usable: p.size as usize,
+                    zero: object.zero,
+                });
+            }
+        }
+        self.alloc_small_slow(arenas, class)
+    }
+
+    /// The first page of the class is full (or there is none): take full pages off the list until
+    /// one gives an object, else make a new page.
+    #[inline(never)]
+    fn alloc_small_slow<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
         class: usize,
@@ -202,6 +229,7 @@ impl Heap {
         Some(page)
     }
 
+    #[inline(never)]
     fn alloc_large<B: OsBackend, const M: usize, const N: usize>(
         arenas: &Arenas<B, M, N>,
         size: usize,
@@ -233,7 +261,7 @@ impl Heap {
     ) -> Result<Found<'a>, FreeErrorKind> {
         let addr = ptr.addr().get();
         let arena = arenas.find(addr).ok_or(FreeErrorKind::NotOurs)?;
-        let shift = arenas.block_size().trailing_zeros();
+        let shift = arena.block_shift();
         let offset = addr - arena.start().addr().get();
         let block = offset >> shift;
         match Tag::decode(arena.tags()[block].load(Relaxed)) {
@@ -264,8 +292,48 @@ impl Heap {
     ///
     /// # Safety
     /// If `ptr` was handed out by this heap's allocator and not freed, nobody uses it any more.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free<B: OsBackend, const M: usize, const N: usize>(
+        &mut self,
+        arenas: &Arenas<B, M, N>,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, FreeErrorKind> {
+        // The common case in as few steps as it takes to prove it valid: an object of a page, in
+        // the arena found last time, handed out and not free.
+        if let Some(arena) = arenas.find(ptr.addr().get()) {
+            let offset = ptr.addr().get() - arena.start().addr().get();
+            let block = offset >> arena.block_shift();
+            if let Tag::Page { back, blocks } = Tag::decode(arena.tags()[block].load(Relaxed)) {
+                let end = arena.block_ptr(block - back + blocks);
+                // SAFETY: the tag says a page ends at `end`, with its header in its last `HEADER`
+                // bytes; pages are changed only by the holder of their heap, which the caller is.
+                let page = unsafe { &mut *end.as_ptr().sub(HEADER).cast::<Page>() };
+                if page.index_of(ptr).is_some() && !page.is_free(ptr) {
+                    let usable = page.size as usize;
+                    // SAFETY: `ptr` starts a handed-out object of the page (checked above), which
+                    // the caller gives up.
+                    unsafe { page.push(ptr) };
+                    if !page.linked || page.used == 0 {
+                        // SAFETY: the page belongs to this heap, which the caller holds.
+                        unsafe { self.after_free(arenas, page) };
+                    }
+                    self.counters.frees += 1;
+                    self.counters.bytes_in_use -= usable;
+                    return Ok(usable);
+                }
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_slow(arenas, ptr) }
+    }
+
+    /// Everything but a valid free of a page object: large objects, and bad frees (found and named
+    /// without changing anything).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_slow<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
         ptr: NonNull<u8>,
@@ -289,7 +357,7 @@ impl Heap {
                 blocks,
             } => {
                 arena.tags()[block].store(0, Relaxed);
-                let bytes = blocks << arenas.block_size().trailing_zeros();
+                let bytes = blocks << arena.block_shift();
                 if !arena.release(ptr, block, bytes) {
                     return Err(FreeErrorKind::DoubleFree);
                 }
@@ -307,7 +375,7 @@ impl Heap {
     ///
     /// # Safety
     /// The page belongs to this heap.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn after_free<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,

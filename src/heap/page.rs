@@ -15,37 +15,31 @@ pub(crate) const HEADER: usize = 128;
 /// Marks a free object: its second word holds `address ^ COOKIE`.
 const COOKIE: usize = 0x5EED_F00D_CAFE_B0BA_u64 as usize;
 
-/// Divides page offsets by an object size exactly, without a division instruction. Every class size
-/// is `q << shift` with an odd `q < 16`, and `x / q` is `x * ceil(2^32 / q) >> 32` for every
-/// `x < 2^28` (the error term `x * (q * ceil(2^32 / q) - 2^32) / 2^32` stays below `1 / q`).
+/// Divides page offsets by an object size exactly, without a division instruction:
+/// `offset / size == offset * ceil(2^44 / size) >> 44` whenever `offset * size < 2^44`, which holds
+/// for every page (offsets below 2^22, sizes at most 2^20), and the product fits in 64 bits.
 #[derive(Clone, Copy)]
 struct Divisor {
-    shift: u32,
-    q: u32,
+    size: u64,
     reciprocal: u64,
 }
 
+const DIVISOR_SHIFT: u32 = 44;
+
 impl Divisor {
     fn new(size: usize) -> Divisor {
-        let shift = size.trailing_zeros();
-        let q = (size >> shift) as u32;
-        debug_assert!(q < 16);
         Divisor {
-            shift,
-            q,
-            reciprocal: (1u64 << 32).div_ceil(q as u64),
+            size: size as u64,
+            reciprocal: (1u64 << DIVISOR_SHIFT).div_ceil(size as u64),
         }
     }
 
-    /// `offset / size` if `offset` is a multiple of the size.
+    /// `offset / size` if `offset` is a multiple of the size (and below 2^22).
     #[inline(always)]
     fn exact(self, offset: usize) -> Option<usize> {
-        if offset & ((1 << self.shift) - 1) != 0 {
-            return None;
-        }
-        let x = (offset >> self.shift) as u64;
-        let index = (x * self.reciprocal) >> 32;
-        (index * self.q as u64 == x).then_some(index as usize)
+        let offset = offset as u64;
+        let index = (offset.min(1 << 22) * self.reciprocal) >> DIVISOR_SHIFT;
+        (index * self.size == offset).then_some(index as usize)
     }
 }
 
@@ -204,8 +198,7 @@ mod tests {
         for class in 0..CLASSES {
             let size = class_size(class);
             let divisor = Divisor::new(size);
-            assert_eq!(size, (divisor.q as usize) << divisor.shift, "class {class}");
-            let limit = if cfg!(miri) { 64 } else { (1 << 22) / size + 2 };
+            let limit = if cfg!(miri) { 64 } else { (1 << 22) / size };
             for index in 0..limit {
                 let offset = index * size;
                 assert_eq!(
