@@ -10,8 +10,8 @@ use core::ptr::{self, NonNull};
 // SAFETY: every pointer handed out is a fresh allocation of at least `layout.size()` bytes aligned to
 // `layout.align()` (the heap's contract), zeroed for `alloc_zeroed`; `realloc` keeps the contents up
 // to the smaller size; bad frees are refused without touching the heap.
-unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> GlobalAlloc
-    for Quarry<B, L, M, N>
+unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
+    GlobalAlloc for Quarry<B, L, H, M, N>
 {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -54,8 +54,8 @@ fn empty(layout: Layout) -> NonNull<[u8]> {
 
 // SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never freed
 // into the heap, and every allocation stays valid until deallocated, even if the `&Quarry` is copied.
-unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Allocator
-    for &Quarry<B, L, M, N>
+unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
+    Allocator for &Quarry<B, L, H, M, N>
 {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
@@ -124,7 +124,9 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> All
     }
 }
 
-impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N> {
+impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
+    Quarry<B, L, H, M, N>
+{
     /// Moves or resizes an allocation for `grow` and `shrink`, including to and from size 0.
     ///
     /// # Safety

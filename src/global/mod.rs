@@ -1,8 +1,11 @@
 //! `Quarry`: the allocator people install, as `GlobalAlloc` and as `allocator_api2::Allocator`.
 //!
-//! It owns the arena registry and the heap, keeps the heap behind a lock, turns bad frees into
-//! counted errors (and error-hook calls) instead of corrupted state, and tells what the heap is
-//! doing through [`Quarry::stats`] and [`Quarry::write_map`].
+//! It owns the arena registry and `HEAPS` heaps, each behind its own lock. A thread allocates from
+//! the heap it can lock, trying first the one its stack address points to (threads' stacks lie far
+//! apart, so threads spread over the heaps without thread-local storage, which `no_std` lacks). A
+//! free goes to the heap that owns the object's page: locked if it is free, else onto the page's
+//! remote list without waiting. Bad frees become counted errors (and error-hook calls) instead of
+//! corrupted state, and [`Quarry::stats`] and [`Quarry::write_map`] tell what the heap is doing.
 
 mod api;
 mod stats;
@@ -10,16 +13,18 @@ mod stats;
 pub use stats::Stats;
 
 use crate::arenas::Arenas;
+use crate::atomic::{AtomicPtr, Ordering};
 use crate::backend::OsBackend;
 use crate::config::Config;
 use crate::error::{ErrorHook, FreeErrorKind};
-use crate::heap::{Allocated, Heap};
-use crate::sync::{RawLock, SpinLock, ThreadSafe};
+use crate::heap::page::Page;
+use crate::heap::{Allocated, Heap, HeapCounters, Located};
+use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
-/// A complete allocator over a backend `B`, its heap behind a lock `L`.
+/// A complete allocator over a backend `B`, with `HEAPS` heaps, each behind a lock `L`.
 ///
 /// ```
 /// use quarry_alloc::{Config, Quarry, StaticBuffer};
@@ -32,67 +37,144 @@ use core::ptr::NonNull;
 /// assert_eq!(HEAP.stats().allocations - HEAP.stats().frees, 1);
 /// ```
 ///
-/// As the program's allocator: `#[global_allocator] static A: Quarry<…> = Quarry::new(…);`.
+/// As the program's allocator: `#[global_allocator] static A: Quarry<…> = Quarry::new(…);`. A
+/// single-threaded program (or firmware, with `CriticalSectionLock`) wants `HEAPS = 1`.
 pub struct Quarry<
     B: OsBackend,
     L: RawLock = SpinLock,
+    const HEAPS: usize = 4,
     const MAX_ARENAS: usize = 64,
     const META_BYTES: usize = 4096,
 > {
     arenas: Arenas<B, MAX_ARENAS, META_BYTES>,
+    slots: [Slot<L>; HEAPS],
+}
+
+/// One heap with its lock, on cache lines of its own (so that two threads on two heaps never write
+/// the same line).
+#[repr(C, align(128))]
+struct Slot<L> {
     lock: L,
+    /// Pages of this heap whose remote list became non-empty, pushed by any thread.
+    delayed: AtomicPtr<Page>,
     /// Used only by the holder of `lock`.
     heap: UnsafeCell<Heap>,
 }
 
-// SAFETY: the heap is only reached through `Quarry::heap`, which holds the lock (for `NoLock`, the
-// promise of `new_single_threaded`); the registry is thread-safe on its own.
-unsafe impl<B: OsBackend + Sync, L: RawLock, const M: usize, const N: usize> Sync
-    for Quarry<B, L, M, N>
+// SAFETY: each heap is only reached through `Quarry::lock_heap`/`try_heap`, which hold its lock (for
+// `NoLock`, the promise of `new_single_threaded`); the registry, the delayed stacks and the pages'
+// remote lists are atomics.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize> Sync
+    for Quarry<B, L, H, M, N>
 {
 }
 
-impl<B: OsBackend, L: ThreadSafe, const M: usize, const N: usize> Quarry<B, L, M, N> {
-    /// An allocator over `backend` with the settings `config`; nothing is reserved until the first
-    /// allocation. Panics (at compile time, in a `static`) if `config` is invalid.
-    pub const fn new(backend: B, config: Config) -> Self {
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
+    Quarry<B, L, H, M, N>
+{
+    const fn build(backend: B, config: Config) -> Self {
+        assert!(H >= 1 && H <= 255, "HEAPS must be between 1 and 255");
+        let mut slots = [const {
+            Slot {
+                lock: L::NEW,
+                delayed: AtomicPtr::new(ptr::null_mut()),
+                heap: UnsafeCell::new(Heap::new(0)),
+            }
+        }; H];
+        let mut i = 0;
+        while i < H {
+            slots[i].heap = UnsafeCell::new(Heap::new(i as u8));
+            i += 1;
+        }
         Quarry {
             arenas: Arenas::new(backend, config),
-            lock: L::NEW,
-            heap: UnsafeCell::new(Heap::new()),
+            slots,
         }
     }
 }
 
-impl<B: OsBackend, const M: usize, const N: usize> Quarry<B, crate::sync::NoLock, M, N> {
-    /// An allocator without a lock, for a program that never allocates from two threads (or from
+impl<B: OsBackend, L: ThreadSafe, const H: usize, const M: usize, const N: usize>
+    Quarry<B, L, H, M, N>
+{
+    /// An allocator over `backend` with the settings `config`; nothing is reserved until the first
+    /// allocation. Panics (at compile time, in a `static`) if `config` is invalid.
+    pub const fn new(backend: B, config: Config) -> Self {
+        Self::build(backend, config)
+    }
+}
+
+impl<B: OsBackend, const H: usize, const M: usize, const N: usize> Quarry<B, NoLock, H, M, N> {
+    /// An allocator without locks, for a program that never allocates from two threads (or from
     /// an interrupt handler) at once.
     ///
     /// # Safety
     /// No two calls into the allocator ever overlap.
     pub const unsafe fn new_single_threaded(backend: B, config: Config) -> Self {
-        Quarry {
-            arenas: Arenas::new(backend, config),
-            lock: crate::sync::NoLock,
-            heap: UnsafeCell::new(Heap::new()),
-        }
+        Self::build(backend, config)
     }
 }
 
-impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N> {
-    /// The heap, locked until the guard is dropped.
+/// The heap a thread tries first: a hash of which 64 KiB of address space its stack is in
+/// (Fibonacci hashing: the top bits of a multiplication by the golden ratio).
+#[inline(always)]
+fn home_heap<const H: usize>() -> usize {
+    if H == 1 {
+        return 0;
+    }
+    let probe = 0u8;
+    let sp = core::hint::black_box(ptr::from_ref(&probe)).addr();
+    const GOLDEN: usize = 0x9E37_79B9_7F4A_7C15_u64 as usize;
+    ((sp >> 16).wrapping_mul(GOLDEN) >> (usize::BITS - 8)) % H
+}
+
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
+    Quarry<B, L, H, M, N>
+{
+    /// Heap `index`, if its lock can be taken at once.
     #[inline(always)]
-    fn heap(&self) -> HeapGuard<'_, L> {
-        self.lock.lock();
-        HeapGuard {
-            lock: &self.lock,
+    fn try_heap(&self, index: usize) -> Option<HeapGuard<'_, L>> {
+        let slot = &self.slots[index];
+        slot.lock.try_lock().then(|| HeapGuard {
+            lock: &slot.lock,
+            delayed: &slot.delayed,
             // SAFETY: the lock is held from here until the guard is dropped, so this is the only
             // reference to the heap meanwhile.
-            heap: unsafe { &mut *self.heap.get() },
+            heap: unsafe { &mut *slot.heap.get() },
+        })
+    }
+
+    /// Heap `index`, waiting for its lock.
+    #[inline(always)]
+    fn lock_heap(&self, index: usize) -> HeapGuard<'_, L> {
+        let slot = &self.slots[index];
+        slot.lock.lock();
+        HeapGuard {
+            lock: &slot.lock,
+            delayed: &slot.delayed,
+            // SAFETY: as in `try_heap`.
+            heap: unsafe { &mut *slot.heap.get() },
         }
     }
 
-    /// The arena registry below the heap.
+    /// The first heap this thread can lock, starting from its home heap (waiting for that one if
+    /// every heap is busy).
+    #[inline(always)]
+    fn any_heap(&self) -> HeapGuard<'_, L> {
+        let home = home_heap::<H>();
+        if let Some(guard) = self.try_heap(home) {
+            return guard;
+        }
+        self.any_heap_slow(home)
+    }
+
+    #[inline(never)]
+    fn any_heap_slow(&self, home: usize) -> HeapGuard<'_, L> {
+        (1..H)
+            .find_map(|step| self.try_heap((home + step) % H))
+            .unwrap_or_else(|| self.lock_heap(home))
+    }
+
+    /// The arena registry below the heaps.
     pub fn arenas(&self) -> &Arenas<B, M, N> {
         &self.arenas
     }
@@ -100,7 +182,9 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     /// Allocates `size` bytes aligned to `align` (a power of two), or `None`.
     #[inline(always)]
     pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
-        self.heap().alloc(&self.arenas, size, align)
+        let mut heap = self.any_heap();
+        let delayed = heap.delayed;
+        heap.alloc(&self.arenas, size, align, delayed)
     }
 
     /// Allocates `size` zeroed bytes aligned to `align`; the memset is skipped on memory known to
@@ -122,9 +206,42 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     #[inline(always)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
-        let result = unsafe { self.heap().free(&self.arenas, ptr) };
-        if let Err(kind) = result {
+        if let Err(kind) = unsafe { self.free(ptr) } {
             self.refuse(kind, ptr, size);
+        }
+    }
+
+    /// # Safety
+    /// As for [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    unsafe fn free(&self, ptr: NonNull<u8>) -> Result<usize, FreeErrorKind> {
+        match Heap::locate(&self.arenas, ptr)? {
+            Located::Small(page) => {
+                let owner = page.owner as usize;
+                if owner >= H {
+                    return Err(FreeErrorKind::NotOurs);
+                }
+                if let Some(mut heap) = self.try_heap(owner) {
+                    // SAFETY: the page belongs to the heap held; forwarded from the caller.
+                    return unsafe { heap.free_small(&self.arenas, page, ptr) };
+                }
+                // SAFETY: the page is live (it holds `ptr`, whose free is not applied yet);
+                // forwarded from the caller.
+                let first = unsafe { page.free_remote(ptr) }?;
+                if first {
+                    push_delayed(&self.slots[owner].delayed, page);
+                }
+                Ok(page.size as usize)
+            }
+            Located::Large {
+                arena,
+                block,
+                blocks,
+            } => {
+                let mut heap = self.any_heap();
+                // SAFETY: forwarded from the caller.
+                unsafe { heap.free_large(arena, block, blocks, ptr) }
+            }
         }
     }
 
@@ -141,15 +258,45 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: forwarded from the caller.
-        let result = unsafe {
-            self.heap()
-                .realloc(&self.arenas, ptr, old_size, new_size, align)
+        let checked = match Heap::locate(&self.arenas, ptr) {
+            Ok(Located::Small(page)) => page.check_live(ptr).map(|()| {
+                let size = page.size as usize;
+                (new_size <= size && size % align == 0, size)
+            }),
+            Ok(Located::Large {
+                arena,
+                block,
+                blocks,
+            }) => {
+                let in_place = ptr.addr().get() % align == 0
+                    && self
+                        .any_heap()
+                        .resize_large(&self.arenas, arena, block, blocks, new_size);
+                Ok((in_place, blocks << arena.block_shift()))
+            }
+            Err(kind) => Err(kind),
         };
-        result.unwrap_or_else(|kind| {
-            self.refuse(kind, ptr, old_size);
-            None
-        })
+        let usable = match checked {
+            Ok((true, _)) => return Some(ptr),
+            Ok((false, usable)) => usable,
+            Err(kind) => {
+                self.refuse(kind, ptr, old_size);
+                return None;
+            }
+        };
+        let moved = self.allocate(new_size, align)?;
+        // SAFETY: both allocations are ours and distinct; the old one holds at least
+        // `min(old_size, usable)` bytes the caller wrote, the new one at least `new_size`.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                moved.ptr.as_ptr(),
+                old_size.min(usable).min(new_size),
+            )
+        };
+        // SAFETY: the old allocation is valid (checked above) and the caller gives it up.
+        unsafe { self.deallocate(ptr, old_size) };
+        Some(moved.ptr)
     }
 
     #[cold]
@@ -160,12 +307,15 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     /// Gives every empty page back to its arena, including the one page per size class that is
     /// otherwise kept so that allocating and freeing around a page boundary does not thrash.
     pub fn trim(&self) {
-        self.heap().trim(&self.arenas);
+        for index in 0..H {
+            let mut heap = self.lock_heap(index);
+            let delayed = heap.delayed;
+            heap.trim(&self.arenas, delayed);
+        }
     }
 
     /// Bytes usable at `ptr`, if it is a live allocation of this allocator.
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        let _heap = self.heap();
         Heap::usable_size(&self.arenas, ptr)
     }
 
@@ -175,10 +325,20 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
         self.arenas.set_error_hook(hook);
     }
 
-    /// What the allocator holds and has done.
+    /// What the allocator holds and has done, summed over the heaps. Objects freed by another
+    /// thread while their heap was busy count as freed once their heap takes them back.
     pub fn stats(&self) -> Stats {
-        let heap = self.heap().counters;
-        Stats::new(&heap, &self.arenas.stats())
+        let mut total = HeapCounters::default();
+        for index in 0..H {
+            let c = self.lock_heap(index).counters;
+            total.allocs += c.allocs;
+            total.frees += c.frees;
+            total.bytes_in_use = total.bytes_in_use.wrapping_add(c.bytes_in_use);
+            total.peak_bytes += c.peak_bytes;
+            total.pages_made += c.pages_made;
+            total.pages_returned += c.pages_returned;
+        }
+        Stats::new(&total, &self.arenas.stats())
     }
 
     /// Writes the arena map (see [`Arenas::write_map`]).
@@ -187,9 +347,23 @@ impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> Quarry<B, L, M, N
     }
 }
 
-/// The heap of a [`Quarry`] while its lock is held.
+/// Puts `page` on a heap's delayed stack.
+fn push_delayed(delayed: &AtomicPtr<Page>, page: &Page) {
+    let page_ptr = ptr::from_ref(page).cast_mut();
+    let mut head = delayed.load(Ordering::Relaxed);
+    loop {
+        page.delayed_next.store(head, Ordering::Relaxed);
+        match delayed.compare_exchange_weak(head, page_ptr, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => head = actual,
+        }
+    }
+}
+
+/// A heap of a [`Quarry`] while its lock is held.
 struct HeapGuard<'a, L: RawLock> {
     lock: &'a L,
+    delayed: &'a AtomicPtr<Page>,
     heap: &'a mut Heap,
 }
 
@@ -211,12 +385,14 @@ impl<L: RawLock> core::ops::DerefMut for HeapGuard<'_, L> {
 impl<L: RawLock> Drop for HeapGuard<'_, L> {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: the guard was made by `Quarry::heap`, which took the lock.
+        // SAFETY: the guard was made by `try_heap` or `lock_heap`, which took the lock.
         unsafe { self.lock.unlock() };
     }
 }
 
-impl<B: OsBackend, L: RawLock, const M: usize, const N: usize> fmt::Debug for Quarry<B, L, M, N> {
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize> fmt::Debug
+    for Quarry<B, L, H, M, N>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Quarry")
             .field("stats", &self.stats())

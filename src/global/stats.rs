@@ -8,7 +8,8 @@ use crate::heap::HeapCounters;
 pub struct Stats {
     /// Bytes handed out now (usable sizes: requests rounded up to their size class or blocks).
     pub bytes_in_use: usize,
-    /// The most `bytes_in_use` has been.
+    /// The most `bytes_in_use` has been: exact with one heap; with several, the sum of each heap's
+    /// own peak (an upper bound).
     pub peak_bytes: usize,
     /// Bytes of memory in arenas, taken from the backend.
     pub reserved_bytes: usize,

@@ -7,20 +7,25 @@
 //! `arenas::lookup`), the arena's block tag says where the page starts and ends, and the page header
 //! sits at the end of the page.
 //!
-//! A `Heap` is not thread-safe by itself; the global layer holds a lock around every call.
+//! A `Heap` is not thread-safe by itself: the global layer keeps several, each behind its own lock,
+//! and a thread uses whichever it can lock. Every page belongs to one heap. An object freed by a
+//! thread that cannot take that heap goes on the page's `remote` list instead (one compare-and-swap),
+//! and the page on the heap's delayed stack, from where the owner takes them back before it makes a
+//! new page.
 
 pub(crate) mod class;
-mod page;
+pub(crate) mod page;
 mod tag;
 
 use crate::arena::Arena;
 use crate::arenas::Arenas;
+use crate::atomic::AtomicPtr;
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
 use crate::memid::MemKind;
 use class::{class_for, class_size, CLASSES, MAX_CLASS_SIZE};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use page::{Page, HEADER};
 use tag::{Tag, MAX_LARGE_BLOCKS, MAX_PAGE_BLOCKS};
 
@@ -31,7 +36,9 @@ pub struct HeapCounters {
     pub allocs: u64,
     /// Allocations given back, in all.
     pub frees: u64,
-    /// Bytes handed out now (usable sizes: requests rounded up to their class or blocks).
+    /// Bytes handed out now (usable sizes), as this heap counts them: an object is counted by the
+    /// heap that hands it out and the heap that takes it back, so one heap's figure may wrap below
+    /// zero; the sum over the heaps is exact.
     pub bytes_in_use: usize,
     /// The most `bytes_in_use` has been.
     pub peak_bytes: usize,
@@ -41,10 +48,10 @@ pub struct HeapCounters {
     pub pages_returned: u64,
 }
 
-/// Where a heap allocation lives, found from its address.
-enum Found<'a> {
-    /// An object of a page.
-    Small { page: &'a mut Page },
+/// Where an allocation lives, found from its address without holding any heap.
+pub(crate) enum Located<'a> {
+    /// An object of a page (not yet checked against the page's owner-only state).
+    Small(&'a Page),
     /// A large object: a run of `blocks` blocks starting at `block`.
     Large {
         arena: &'a Arena,
@@ -55,9 +62,11 @@ enum Found<'a> {
 
 /// One heap: for every size class, the list of its pages that have objects to give.
 pub(crate) struct Heap {
-    /// `pages[c]` heads the list of pages of class `c` that have a free or never-used object (null:
-    /// none). Pages on a list have `linked` set; full pages are on no list.
+    /// `pages[c]` heads the list of this heap's pages of class `c` that have a free or never-used
+    /// object (null: none). Pages on a list have `linked` set; full pages are on no list.
     pages: [*mut Page; CLASSES],
+    /// This heap's index: the owner of the pages it makes.
+    id: u8,
     pub counters: HeapCounters,
 }
 
@@ -75,9 +84,10 @@ pub(crate) struct Allocated {
 }
 
 impl Heap {
-    pub const fn new() -> Heap {
+    pub const fn new(id: u8) -> Heap {
         Heap {
             pages: [ptr::null_mut(); CLASSES],
+            id,
             counters: HeapCounters {
                 allocs: 0,
                 frees: 0,
@@ -102,23 +112,38 @@ impl Heap {
         bytes.next_multiple_of(block_size)
     }
 
-    /// Allocates `size` bytes aligned to `align` (a power of two).
+    #[inline(always)]
+    fn count_alloc(&mut self, usable: usize) {
+        self.counters.allocs += 1;
+        self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_add(usable);
+        if self.counters.bytes_in_use > self.counters.peak_bytes
+            && self.counters.bytes_in_use <= isize::MAX as usize
+        {
+            self.counters.peak_bytes = self.counters.bytes_in_use;
+        }
+    }
+
+    #[inline(always)]
+    fn count_free(&mut self, usable: usize) {
+        self.counters.frees += 1;
+        self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_sub(usable);
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). `delayed` is this heap's stack
+    /// of pages with objects freed by other threads.
     #[inline(always)]
     pub fn alloc<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
         size: usize,
         align: usize,
+        delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
         let allocated = match class_for(size, align, Self::max_small(arenas.block_size())) {
-            Some(class) => self.alloc_small(arenas, class)?,
+            Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => Self::alloc_large(arenas, size, align)?,
         };
-        self.counters.allocs += 1;
-        self.counters.bytes_in_use += allocated.usable;
-        if self.counters.bytes_in_use > self.counters.peak_bytes {
-            self.counters.peak_bytes = self.counters.bytes_in_use;
-        }
+        self.count_alloc(allocated.usable);
         Some(allocated)
     }
 
@@ -129,13 +154,15 @@ impl Heap {
         &mut self,
         arenas: &Arenas<B, M, N>,
         class: usize,
+        delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
         let page = self.pages[class];
         if !page.is_null() {
             // SAFETY: pages on a list are live page headers owned by this heap (invariant on
             // `pages`), and the caller holds the heap.
-            let p = unsafe { &mut *page };
-            if let Some(object) = p.pop() {
+            let p = unsafe { &*page };
+            // SAFETY: as above.
+            if let Some(object) = unsafe { p.pop() } {
                 return Some(Allocated {
                     ptr: object.ptr,
                     usable: p.size as usize,
@@ -143,51 +170,73 @@ impl Heap {
                 });
             }
         }
-        self.alloc_small_slow(arenas, class)
+        self.alloc_small_slow(arenas, class, delayed)
     }
 
-    /// The first page of the class is full (or there is none): take full pages off the list until
-    /// one gives an object, else make a new page.
+    /// The first page of the class is full (or there is none): take back what other threads freed,
+    /// take full pages off the list until one gives an object, else make a new page.
     #[inline(never)]
     fn alloc_small_slow<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
         class: usize,
+        delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
-        let mut page = self.pages[class];
-        while !page.is_null() {
+        self.drain(arenas, delayed);
+        loop {
+            let page = self.pages[class];
+            if page.is_null() {
+                break;
+            }
             // SAFETY: pages on a list are live page headers owned by this heap (invariant on
             // `pages`), and the caller holds the heap.
-            let p = unsafe { &mut *page };
-            if let Some(object) = p.pop() {
+            let p = unsafe { &*page };
+            // SAFETY: as above.
+            if let Some(object) = unsafe { p.pop() } {
                 return Some(Allocated {
                     ptr: object.ptr,
                     usable: p.size as usize,
                     zero: object.zero,
                 });
             }
-            page = p.next;
             // SAFETY: as above; the page is full, so it leaves the list.
             unsafe { self.unlink(p) };
         }
-        self.alloc_in_new_page(arenas, class)
-    }
-
-    #[cold]
-    fn alloc_in_new_page<B: OsBackend, const M: usize, const N: usize>(
-        &mut self,
-        arenas: &Arenas<B, M, N>,
-        class: usize,
-    ) -> Option<Allocated> {
         let page = self.new_page(arenas, class)?;
         // SAFETY: a fresh page header, owned by this heap.
-        let p = unsafe { &mut *page.as_ptr() };
-        let object = p.pop()?;
+        let p = unsafe { page.as_ref() };
+        // SAFETY: as above.
+        let object = unsafe { p.pop() }?;
         Some(Allocated {
             ptr: object.ptr,
             usable: p.size as usize,
             zero: object.zero,
         })
+    }
+
+    /// Takes back the objects other threads freed into this heap's pages.
+    #[inline(never)]
+    pub fn drain<B: OsBackend, const M: usize, const N: usize>(
+        &mut self,
+        arenas: &Arenas<B, M, N>,
+        delayed: &AtomicPtr<Page>,
+    ) {
+        let mut page = delayed.swap(ptr::null_mut(), Acquire);
+        while let Some(p) = NonNull::new(page) {
+            // SAFETY: pages on the delayed stack are live pages of this heap (they cannot be
+            // retired while objects on their remote list count as used), and the caller holds it.
+            let p = unsafe { p.as_ref() };
+            // Read the link before the remote list is taken: once it is, another thread may push
+            // the page again and rewrite it.
+            page = p.delayed_next.load(Relaxed);
+            // SAFETY: as above.
+            let count = unsafe { p.collect_remote() };
+            for _ in 0..count {
+                self.count_free(p.size as usize);
+            }
+            // SAFETY: as above.
+            unsafe { self.after_free(arenas, p) };
+        }
     }
 
     /// Makes a page for class `class` from arena blocks and puts it at the head of its list.
@@ -208,9 +257,6 @@ impl Heap {
             return None;
         };
         let arena = arenas.published(id)?;
-        for (back, tag) in arena.tags()[block..block + blocks].iter().enumerate() {
-            tag.store(Tag::Page { back, blocks }.encode(), Relaxed);
-        }
         // SAFETY: the run is committed (asked for), ours, block-aligned, and larger than a header
         // plus four objects.
         let page = unsafe {
@@ -221,10 +267,15 @@ impl Heap {
                 class,
                 size,
                 run.memid.initially_zero,
+                self.id,
             )
         };
-        // SAFETY: the page is new and on no list.
-        unsafe { self.link(page.as_ptr()) };
+        // The tags go last, with release: a thread that finds the page through them sees it whole.
+        for (back, tag) in arena.tags()[block..block + blocks].iter().enumerate() {
+            tag.store(Tag::Page { back, blocks }.encode(), Release);
+        }
+        // SAFETY: the page is new, this heap's, and on no list.
+        unsafe { self.link(page.as_ref()) };
         self.counters.pages_made += 1;
         Some(page)
     }
@@ -236,16 +287,16 @@ impl Heap {
         align: usize,
     ) -> Option<Allocated> {
         let run = arenas.alloc_in_arena(size, align)?;
-        let blocks = run.size / arenas.block_size();
         let MemKind::Arena { id, block } = run.memid.kind else {
             return None;
         };
         let arena = arenas.published(id)?;
+        let blocks = run.size >> arena.block_shift();
         if blocks > MAX_LARGE_BLOCKS {
             arena.release(run.ptr, block, run.size);
             return None;
         }
-        arena.tags()[block].store(Tag::Large { blocks }.encode(), Relaxed);
+        arena.tags()[block].store(Tag::Large { blocks }.encode(), Release);
         Some(Allocated {
             ptr: run.ptr,
             usable: run.size,
@@ -253,30 +304,29 @@ impl Heap {
         })
     }
 
-    /// Finds the page object or large object that starts at `ptr`, or says why there is none.
+    /// Finds the page or the large object of `ptr` without holding any heap, or says why there is
+    /// none. A page's owner-only state is not looked at: the holder of its heap checks that.
     #[inline(always)]
-    fn find<'a, B: OsBackend, const M: usize, const N: usize>(
-        arenas: &'a Arenas<B, M, N>,
+    pub fn locate<B: OsBackend, const M: usize, const N: usize>(
+        arenas: &Arenas<B, M, N>,
         ptr: NonNull<u8>,
-    ) -> Result<Found<'a>, FreeErrorKind> {
+    ) -> Result<Located<'_>, FreeErrorKind> {
         let addr = ptr.addr().get();
         let arena = arenas.find(addr).ok_or(FreeErrorKind::NotOurs)?;
         let shift = arena.block_shift();
         let offset = addr - arena.start().addr().get();
         let block = offset >> shift;
-        match Tag::decode(arena.tags()[block].load(Relaxed)) {
+        match Tag::decode(arena.tags()[block].load(Acquire)) {
             Tag::Page { back, blocks } => {
                 let end = arena.block_ptr(block - back + blocks);
-                // SAFETY: the tag says a page of this heap's layer ends at `end`, with its header in
-                // its last `HEADER` bytes; pages are only changed by the holder of their heap, which
-                // the caller is.
-                let page = unsafe { &mut *end.as_ptr().sub(HEADER).cast::<Page>() };
-                match page.index_of(ptr) {
-                    Some(_) => Ok(Found::Small { page }),
-                    None => Err(FreeErrorKind::Misaligned),
-                }
+                // SAFETY: the tag (read with acquire, after the page was made) says a live page
+                // ends at `end`, with its header in its last `HEADER` bytes; it is reached only as
+                // a shared reference.
+                Ok(Located::Small(unsafe {
+                    &*end.as_ptr().sub(HEADER).cast::<Page>()
+                }))
             }
-            Tag::Large { blocks } if offset & ((1 << shift) - 1) == 0 => Ok(Found::Large {
+            Tag::Large { blocks } if offset & ((1 << shift) - 1) == 0 => Ok(Located::Large {
                 arena,
                 block,
                 blocks,
@@ -287,86 +337,66 @@ impl Heap {
         }
     }
 
-    /// Gives back the allocation at `ptr`, returning its usable size; on a bad free nothing
-    /// changes.
+    /// Frees the object at `ptr` of `page`, a page of this heap; returns its usable size. On a bad
+    /// free nothing changes.
     ///
     /// # Safety
-    /// If `ptr` was handed out by this heap's allocator and not freed, nobody uses it any more.
+    /// The caller holds this heap, `page` is this heap's, and if `ptr` is a live object nobody uses
+    /// it any more.
     #[inline(always)]
-    pub unsafe fn free<B: OsBackend, const M: usize, const N: usize>(
+    pub unsafe fn free_small<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
+        page: &Page,
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
-        // The common case in as few steps as it takes to prove it valid: an object of a page, in
-        // the arena found last time, handed out and not free.
-        if let Some(arena) = arenas.find(ptr.addr().get()) {
-            let offset = ptr.addr().get() - arena.start().addr().get();
-            let block = offset >> arena.block_shift();
-            if let Tag::Page { back, blocks } = Tag::decode(arena.tags()[block].load(Relaxed)) {
-                let end = arena.block_ptr(block - back + blocks);
-                // SAFETY: the tag says a page ends at `end`, with its header in its last `HEADER`
-                // bytes; pages are changed only by the holder of their heap, which the caller is.
-                let page = unsafe { &mut *end.as_ptr().sub(HEADER).cast::<Page>() };
-                if page.index_of(ptr).is_some() && !page.is_free(ptr) {
-                    let usable = page.size as usize;
-                    // SAFETY: `ptr` starts a handed-out object of the page (checked above), which
-                    // the caller gives up.
-                    unsafe { page.push(ptr) };
-                    if !page.linked || page.used == 0 {
-                        // SAFETY: the page belongs to this heap, which the caller holds.
-                        unsafe { self.after_free(arenas, page) };
-                    }
-                    self.counters.frees += 1;
-                    self.counters.bytes_in_use -= usable;
-                    return Ok(usable);
-                }
-            }
+        // SAFETY: the caller holds the owner heap.
+        if !unsafe { page.index_of(ptr) } {
+            return Err(FreeErrorKind::Misaligned);
         }
-        // SAFETY: forwarded from the caller.
-        unsafe { self.free_slow(arenas, ptr) }
+        if page.is_free(ptr) {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        // SAFETY: `ptr` starts a handed-out object of the page (checked above), which the caller
+        // gives up; the caller holds the owner heap.
+        unsafe { page.push(ptr) };
+        // SAFETY: as above.
+        let local = unsafe { page.local() };
+        if !local.linked || local.used == 0 {
+            // SAFETY: the page belongs to this heap, which the caller holds.
+            unsafe { self.after_free(arenas, page) };
+        }
+        let usable = page.size as usize;
+        self.count_free(usable);
+        Ok(usable)
     }
 
-    /// Everything but a valid free of a page object: large objects, and bad frees (found and named
-    /// without changing anything).
+    /// Frees a large object found by [`locate`](Self::locate).
     ///
     /// # Safety
-    /// As for [`free`](Self::free).
+    /// If the object is live, nobody uses it any more.
     #[inline(never)]
-    unsafe fn free_slow<B: OsBackend, const M: usize, const N: usize>(
+    pub unsafe fn free_large(
         &mut self,
-        arenas: &Arenas<B, M, N>,
+        arena: &Arena,
+        block: usize,
+        blocks: usize,
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
-        let usable = match Self::find(arenas, ptr)? {
-            Found::Small { page } => {
-                if page.is_free(ptr) {
-                    return Err(FreeErrorKind::DoubleFree);
-                }
-                let usable = page.size as usize;
-                // SAFETY: `ptr` starts a handed-out object of the page (checked above), which the
-                // caller gives up.
-                unsafe { page.push(ptr) };
-                // SAFETY: the page belongs to this heap, which the caller holds.
-                unsafe { self.after_free(arenas, page) };
-                usable
-            }
-            Found::Large {
-                arena,
-                block,
-                blocks,
-            } => {
-                arena.tags()[block].store(0, Relaxed);
-                let bytes = blocks << arena.block_shift();
-                if !arena.release(ptr, block, bytes) {
-                    return Err(FreeErrorKind::DoubleFree);
-                }
-                bytes
-            }
-        };
-        self.counters.frees += 1;
-        self.counters.bytes_in_use -= usable;
-        Ok(usable)
+        let bytes = blocks << arena.block_shift();
+        let tag = &arena.tags()[block];
+        let expected = Tag::Large { blocks }.encode();
+        // Clear the tag only if it still says what `locate` read: two frees of the same object
+        // racing each other do not both pass.
+        if tag.compare_exchange(expected, 0, Relaxed, Relaxed).is_err() {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        if !arena.release(ptr, block, bytes) {
+            tag.store(expected, Relaxed);
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        self.count_free(bytes);
+        Ok(bytes)
     }
 
     /// After an object went back to `page`: a full page returns to its list; an empty page that is
@@ -374,17 +404,19 @@ impl Heap {
     /// allocating and freeing one object over and over does not make and unmake a page each time).
     ///
     /// # Safety
-    /// The page belongs to this heap.
+    /// The page belongs to this heap, which the caller holds.
     #[inline(never)]
     unsafe fn after_free<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        page: &mut Page,
+        page: &Page,
     ) {
-        if !page.linked {
+        // SAFETY: forwarded from the caller.
+        let local = unsafe { page.local() };
+        if !local.linked {
             // SAFETY: the page is this heap's and on no list.
             unsafe { self.link(page) };
-        } else if page.used == 0 && (!page.prev.is_null() || !page.next.is_null()) {
+        } else if local.used == 0 && (!local.prev.is_null() || !local.next.is_null()) {
             // SAFETY: as above; the page is empty and its class keeps another page.
             unsafe { self.retire(arenas, page) };
         }
@@ -393,12 +425,13 @@ impl Heap {
     /// Gives an empty page's blocks back to its arena.
     ///
     /// # Safety
-    /// The page belongs to this heap, is on its list, and has no object handed out.
+    /// The page belongs to this heap, which the caller holds, is on its list, has no object handed
+    /// out, and no object on its remote list.
     #[cold]
     unsafe fn retire<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        page: &mut Page,
+        page: &Page,
     ) {
         // SAFETY: forwarded from the caller.
         unsafe { self.unlink(page) };
@@ -407,109 +440,72 @@ impl Heap {
         let Some(arena) = arenas.find(start.addr().get()) else {
             return;
         };
-        let block = (start.addr().get() - arena.start().addr().get())
-            >> arenas.block_size().trailing_zeros();
+        let block = (start.addr().get() - arena.start().addr().get()) >> arena.block_shift();
         for tag in &arena.tags()[block..block + blocks] {
             tag.store(0, Relaxed);
         }
         // The header is inside the run: nothing reads it after this.
-        arena.release(start, block, blocks * arenas.block_size());
+        arena.release(start, block, blocks << arena.block_shift());
         self.counters.pages_returned += 1;
     }
 
-    /// Resizes the allocation at `ptr` to `new_size` bytes aligned to `align`: in place when its
-    /// class still fits (or, for a large object, when the blocks after it are free or it shrinks),
-    /// else by moving it. Returns the new allocation, `Ok(None)` when there is no memory (the old
-    /// allocation is untouched then), or the error of a bad pointer.
-    ///
-    /// # Safety
-    /// `ptr` was handed out by this heap's allocator with at least `old_size` bytes and is not
-    /// used by anybody else during the call.
-    pub unsafe fn realloc<B: OsBackend, const M: usize, const N: usize>(
+    /// Resizes a large object in place if its arena allows: shrinking always, growing into free
+    /// blocks right after it. Returns whether it did.
+    pub fn resize_large<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        ptr: NonNull<u8>,
-        old_size: usize,
+        arena: &Arena,
+        block: usize,
+        blocks: usize,
         new_size: usize,
-        align: usize,
-    ) -> Result<Option<NonNull<u8>>, FreeErrorKind> {
-        let block_size = arenas.block_size();
-        let usable = match Self::find(arenas, ptr)? {
-            Found::Small { page } => {
-                if page.is_free(ptr) {
-                    return Err(FreeErrorKind::DoubleFree);
-                }
-                let size = page.size as usize;
-                if new_size <= size && size % align == 0 {
-                    return Ok(Some(ptr));
-                }
-                size
-            }
-            Found::Large {
-                arena,
-                block,
-                blocks,
-            } => {
-                let wanted = new_size.max(1).div_ceil(block_size);
-                if ptr.addr().get() % align == 0 {
-                    if wanted <= blocks {
-                        arena.shrink(block, blocks, wanted);
-                        arena.tags()[block].store(Tag::Large { blocks: wanted }.encode(), Relaxed);
-                        self.counters.bytes_in_use -= (blocks - wanted) * block_size;
-                        return Ok(Some(ptr));
-                    }
-                    if wanted <= MAX_LARGE_BLOCKS
-                        && arena
-                            .try_extend(block, blocks, wanted - blocks, arenas.backend())
-                            .is_some()
-                    {
-                        arena.tags()[block].store(Tag::Large { blocks: wanted }.encode(), Relaxed);
-                        self.counters.bytes_in_use += (wanted - blocks) * block_size;
-                        self.counters.peak_bytes =
-                            self.counters.peak_bytes.max(self.counters.bytes_in_use);
-                        return Ok(Some(ptr));
-                    }
-                }
-                blocks * block_size
-            }
-        };
-        let Some(moved) = self.alloc(arenas, new_size, align) else {
-            return Ok(None);
-        };
-        // SAFETY: both allocations are ours and distinct; the old one holds at least
-        // `min(old_size, usable)` bytes the caller wrote, the new one at least `new_size`.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                moved.ptr.as_ptr(),
-                old_size.min(usable).min(new_size),
-            )
-        };
-        // SAFETY: the old allocation is valid (found above) and the caller gives it up.
-        unsafe { self.free(arenas, ptr) }?;
-        Ok(Some(moved.ptr))
+    ) -> bool {
+        let shift = arena.block_shift();
+        let wanted = ((new_size.max(1) - 1) >> shift) + 1;
+        if wanted <= blocks {
+            arena.shrink(block, blocks, wanted);
+        } else if wanted > MAX_LARGE_BLOCKS
+            || arena
+                .try_extend(block, blocks, wanted - blocks, arenas.backend())
+                .is_none()
+        {
+            return false;
+        }
+        arena.tags()[block].store(Tag::Large { blocks: wanted }.encode(), Relaxed);
+        self.counters.bytes_in_use = self
+            .counters
+            .bytes_in_use
+            .wrapping_add(wanted << shift)
+            .wrapping_sub(blocks << shift);
+        true
     }
 
-    /// Bytes usable at `ptr`, if it starts a live allocation of this heap's allocator.
+    /// Bytes usable at `ptr`, if it starts a live allocation.
     pub fn usable_size<B: OsBackend, const M: usize, const N: usize>(
         arenas: &Arenas<B, M, N>,
         ptr: NonNull<u8>,
     ) -> Option<usize> {
-        match Self::find(arenas, ptr).ok()? {
-            Found::Small { page } => (!page.is_free(ptr)).then_some(page.size as usize),
-            Found::Large { blocks, .. } => Some(blocks * arenas.block_size()),
+        match Self::locate(arenas, ptr).ok()? {
+            Located::Small(page) => (!page.is_free(ptr)).then_some(page.size as usize),
+            Located::Large { arena, blocks, .. } => Some(blocks << arena.block_shift()),
         }
     }
 
     /// Gives every empty page back to its arena, the ones kept against thrashing included.
-    pub fn trim<B: OsBackend, const M: usize, const N: usize>(&mut self, arenas: &Arenas<B, M, N>) {
+    pub fn trim<B: OsBackend, const M: usize, const N: usize>(
+        &mut self,
+        arenas: &Arenas<B, M, N>,
+        delayed: &AtomicPtr<Page>,
+    ) {
+        self.drain(arenas, delayed);
         for class in 0..CLASSES {
             let mut page = self.pages[class];
             while !page.is_null() {
                 // SAFETY: pages on a list are live headers of this heap, which the caller holds.
-                let p = unsafe { &mut *page };
-                page = p.next;
-                if p.used == 0 {
+                let p = unsafe { &*page };
+                // SAFETY: as above.
+                let local = unsafe { p.local() };
+                page = local.next;
+                if local.used == 0 {
                     // SAFETY: `p` is this heap's, on its list, and empty.
                     unsafe { self.retire(arenas, p) };
                 }
@@ -520,41 +516,43 @@ impl Heap {
     /// Puts `page` at the head of its class's list.
     ///
     /// # Safety
-    /// The page belongs to this heap and is on no list.
-    unsafe fn link(&mut self, page: *mut Page) {
-        // SAFETY: `page` and the list head are live headers of this heap (caller).
+    /// The page belongs to this heap, which the caller holds, and is on no list.
+    unsafe fn link(&mut self, page: &Page) {
+        let class = page.class as usize;
+        let head = self.pages[class];
+        // SAFETY: the caller holds the heap that owns `page` and the list's pages.
         unsafe {
-            let class = (*page).class as usize;
-            let head = self.pages[class];
-            (*page).prev = ptr::null_mut();
-            (*page).next = head;
-            (*page).linked = true;
+            let local = page.local();
+            local.prev = ptr::null_mut();
+            local.next = head;
+            local.linked = true;
             if !head.is_null() {
-                (*head).prev = page;
+                (*head).local().prev = ptr::from_ref(page).cast_mut();
             }
-            self.pages[class] = page;
         }
+        self.pages[class] = ptr::from_ref(page).cast_mut();
     }
 
     /// Takes `page` off its class's list.
     ///
     /// # Safety
-    /// The page belongs to this heap and is on its list.
-    unsafe fn unlink(&mut self, page: *mut Page) {
-        // SAFETY: `page` and its neighbours are live headers of this heap (caller).
+    /// The page belongs to this heap, which the caller holds, and is on its list.
+    unsafe fn unlink(&mut self, page: &Page) {
+        // SAFETY: the caller holds the heap that owns `page` and its neighbours.
         unsafe {
-            let (prev, next) = ((*page).prev, (*page).next);
+            let local = page.local();
+            let (prev, next) = (local.prev, local.next);
             if prev.is_null() {
-                self.pages[(*page).class as usize] = next;
+                self.pages[page.class as usize] = next;
             } else {
-                (*prev).next = next;
+                (*prev).local().next = next;
             }
             if !next.is_null() {
-                (*next).prev = prev;
+                (*next).local().prev = prev;
             }
-            (*page).prev = ptr::null_mut();
-            (*page).next = ptr::null_mut();
-            (*page).linked = false;
+            local.prev = ptr::null_mut();
+            local.next = ptr::null_mut();
+            local.linked = false;
         }
     }
 }

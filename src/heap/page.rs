@@ -7,6 +7,9 @@
 //! Objects that were never handed out are not on the list: they are taken from a bump index, and
 //! they still read as zero when the page's memory was zero, which `alloc_zeroed` relies on.
 
+use crate::atomic::{AtomicPtr, Ordering};
+use crate::error::FreeErrorKind;
+use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
 /// Bytes reserved for the header at the end of every page.
@@ -44,33 +47,50 @@ impl Divisor {
 }
 
 /// The header of a page. It lives in the page's own last `HEADER` bytes and is reached through
-/// pointers derived from the arena's base pointer.
+/// pointers derived from the arena's base pointer, only ever as `&Page`: what changes is either an
+/// atomic any thread may use, or in `local`, which only the holder of the owner heap touches.
 pub(crate) struct Page {
-    /// The first byte of the page; every object pointer is `start + index * size`.
+    /// The first byte of the page; every object pointer is `start + index * size`. Never changes
+    /// (nor do the fields down to `owner`), so any thread may read them while the page lives.
     pub start: NonNull<u8>,
-    /// The first free object (null when none). Every object on the list is a free object of this
-    /// page holding the next one in its first word and `address ^ COOKIE` in its second.
-    free: *mut u8,
-    /// Objects handed out now: handed out at least once (below `bump`) and not on the free list.
-    pub used: u32,
-    /// Objects `[0, bump)` have been handed out at least once; `[bump, capacity)` never were.
-    bump: u32,
     /// Objects that fit in the page.
     pub capacity: u32,
     /// Object size in bytes.
     pub size: u32,
     /// The size class.
     pub class: u16,
+    /// The heap the page belongs to.
+    pub owner: u8,
     /// The page's memory read as zero when the page was made: objects never handed out are zero.
     zero: bool,
+    /// Blocks of the page, for giving them back.
+    pub blocks: u32,
+    divisor: Divisor,
+    /// Objects freed by threads that could not take the owner heap's lock: a list through the
+    /// objects' first words (each with its cookie), pushed with compare-and-swap by any thread and
+    /// taken whole by the owner.
+    pub remote: AtomicPtr<u8>,
+    /// Link in the owner heap's stack of pages whose `remote` list became non-empty.
+    pub delayed_next: AtomicPtr<Page>,
+    /// What only the holder of the owner heap reads or writes.
+    local: UnsafeCell<Local>,
+}
+
+/// The owner-only part of a page.
+pub(crate) struct Local {
+    /// The first free object (null when none). Every object on the list is a free object of this
+    /// page holding the next one in its first word and `address ^ COOKIE` in its second.
+    free: *mut u8,
+    /// Objects handed out now: handed out at least once (below `bump`), and neither on the free
+    /// list nor collected from `remote`.
+    pub used: u32,
+    /// Objects `[0, bump)` have been handed out at least once; `[bump, capacity)` never were.
+    bump: u32,
     /// Whether the page is on its heap's list for its class (it is unless it is full).
     pub linked: bool,
-    divisor: Divisor,
     /// Links of the heap's list of pages of this class that have objects to give.
     pub prev: *mut Page,
     pub next: *mut Page,
-    /// Blocks of the page, for giving them back.
-    pub blocks: u32,
 }
 
 /// An object handed out by [`Page::pop`].
@@ -82,11 +102,12 @@ pub(crate) struct Object {
 
 impl Page {
     /// Makes a page of class `class` (objects of `size` bytes) over `bytes` bytes at `start`, with
-    /// its header at the end, and returns the header.
+    /// its header at the end, owned by heap `owner`, and returns the header.
     ///
     /// # Safety
     /// `[start, start + bytes)` is committed memory owned by the caller, aligned for `Page`, and
     /// `bytes >= HEADER + size`.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn init(
         start: NonNull<u8>,
         bytes: usize,
@@ -94,6 +115,7 @@ impl Page {
         class: usize,
         size: usize,
         zero: bool,
+        owner: u8,
     ) -> NonNull<Page> {
         let capacity = ((bytes - HEADER) / size) as u32;
         // SAFETY: the header's place is inside the run (caller) and aligned (the run's end is
@@ -103,41 +125,63 @@ impl Page {
         unsafe {
             header.write(Page {
                 start,
-                free: ptr::null_mut(),
-                used: 0,
-                bump: 0,
                 capacity,
                 size: size as u32,
                 class: class as u16,
+                owner,
                 zero,
-                linked: false,
-                divisor: Divisor::new(size),
-                prev: ptr::null_mut(),
-                next: ptr::null_mut(),
                 blocks,
+                divisor: Divisor::new(size),
+                remote: AtomicPtr::new(ptr::null_mut()),
+                delayed_next: AtomicPtr::new(ptr::null_mut()),
+                local: UnsafeCell::new(Local {
+                    free: ptr::null_mut(),
+                    used: 0,
+                    bump: 0,
+                    linked: false,
+                    prev: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                }),
             })
         };
         header
     }
 
-    /// Hands out a free object, or `None` when the page is full.
+    /// The owner-only state.
+    ///
+    /// # Safety
+    /// The caller holds the owner heap, and uses the reference only while no other reference to
+    /// this page's `Local` is in use.
     #[inline(always)]
-    pub fn pop(&mut self) -> Option<Object> {
-        let object = if let Some(object) = NonNull::new(self.free) {
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn local(&self) -> &mut Local {
+        // SAFETY: forwarded from the caller: the owner heap's holder is the only one to touch it.
+        unsafe { &mut *self.local.get() }
+    }
+
+    /// Hands out a free object, or `None` when the page is full.
+    ///
+    /// # Safety
+    /// The caller holds the owner heap.
+    #[inline(always)]
+    pub unsafe fn pop(&self) -> Option<Object> {
+        // SAFETY: forwarded from the caller.
+        let local = unsafe { self.local() };
+        let object = if let Some(object) = NonNull::new(local.free) {
             // SAFETY: `object` is a free object of this page (invariant on `free`): its first two
             // words are the list link and the cookie, readable and ours.
             unsafe {
-                self.free = object.cast::<*mut u8>().read();
+                local.free = object.cast::<*mut u8>().read();
                 object.cast::<usize>().add(1).write(0);
             }
             Object {
                 ptr: object,
                 zero: false,
             }
-        } else if self.bump < self.capacity {
+        } else if local.bump < self.capacity {
             // SAFETY: `bump < capacity`, so the object lies inside the page.
-            let ptr = unsafe { self.start.add(self.bump as usize * self.size as usize) };
-            self.bump += 1;
+            let ptr = unsafe { self.start.add(local.bump as usize * self.size as usize) };
+            local.bump += 1;
             if !self.zero {
                 // Memory that held an earlier page may hold a stale cookie right here: clear it, or
                 // the first free of this object would look like a second one.
@@ -151,17 +195,26 @@ impl Page {
         } else {
             return None;
         };
-        self.used += 1;
+        local.used += 1;
         Some(object)
     }
 
-    /// The index of the object that starts at `ptr`, if `ptr` is the start of an object of this
-    /// page that has been handed out at least once.
+    /// Whether `ptr` starts an object of this page (one that may have been handed out: below
+    /// `limit` objects from the start).
     #[inline(always)]
-    pub fn index_of(&self, ptr: NonNull<u8>) -> Option<usize> {
+    fn starts_object(&self, ptr: NonNull<u8>, limit: u32) -> bool {
         let offset = ptr.addr().get().wrapping_sub(self.start.addr().get());
-        let index = self.divisor.exact(offset)?;
-        (index < self.bump as usize).then_some(index)
+        matches!(self.divisor.exact(offset), Some(index) if index < limit as usize)
+    }
+
+    /// Whether `ptr` starts an object of this page that has been handed out at least once.
+    ///
+    /// # Safety
+    /// The caller holds the owner heap.
+    #[inline(always)]
+    pub unsafe fn index_of(&self, ptr: NonNull<u8>) -> bool {
+        // SAFETY: forwarded from the caller.
+        self.starts_object(ptr, unsafe { self.local() }.bump)
     }
 
     /// Whether the object at `ptr` (an object of this page) is free already.
@@ -175,16 +228,80 @@ impl Page {
     /// Puts the object at `ptr` back on the free list.
     ///
     /// # Safety
-    /// `ptr` starts an object of this page that is handed out now, and nobody uses it any more.
+    /// The caller holds the owner heap; `ptr` starts an object of this page that is handed out
+    /// now, and nobody uses it any more.
     #[inline(always)]
-    pub unsafe fn push(&mut self, ptr: NonNull<u8>) {
+    pub unsafe fn push(&self, ptr: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        let local = unsafe { self.local() };
         // SAFETY: the object is ours again (caller) and at least two words long.
         unsafe {
-            ptr.cast::<*mut u8>().write(self.free);
+            ptr.cast::<*mut u8>().write(local.free);
             ptr.cast::<usize>().add(1).write(ptr.addr().get() ^ COOKIE);
         }
-        self.free = ptr.as_ptr();
-        self.used -= 1;
+        local.free = ptr.as_ptr();
+        local.used -= 1;
+    }
+
+    /// Checks, without holding the owner heap, that `ptr` starts an object of this page that is
+    /// not free.
+    #[inline(always)]
+    pub fn check_live(&self, ptr: NonNull<u8>) -> Result<(), FreeErrorKind> {
+        if !self.starts_object(ptr, self.capacity) {
+            Err(FreeErrorKind::Misaligned)
+        } else if self.is_free(ptr) {
+            Err(FreeErrorKind::DoubleFree)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Frees the object at `ptr` without holding the owner heap: checks what can be checked
+    /// without it (it starts an object of the page, and is not free), then pushes it on the
+    /// `remote` list. Returns whether the list was empty before, in which case the caller puts the
+    /// page on its owner's delayed stack.
+    ///
+    /// # Safety
+    /// The page is live and `ptr` points into it; if `ptr` is a live object, nobody uses it any
+    /// more.
+    pub unsafe fn free_remote(&self, ptr: NonNull<u8>) -> Result<bool, FreeErrorKind> {
+        self.check_live(ptr)?;
+        // SAFETY: `ptr` starts an object of the page, at least two words long, the caller's to
+        // give up.
+        unsafe { ptr.cast::<usize>().add(1).write(ptr.addr().get() ^ COOKIE) };
+        let mut head = self.remote.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the object is ours to write (above).
+            unsafe { ptr.cast::<*mut u8>().write(head) };
+            match self.remote.compare_exchange_weak(
+                head,
+                ptr.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(head.is_null()),
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Moves the objects other threads freed onto the free list.
+    ///
+    /// # Safety
+    /// The caller holds the owner heap.
+    #[inline(never)]
+    pub unsafe fn collect_remote(&self) -> usize {
+        let mut object = self.remote.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut count = 0;
+        while let Some(ptr) = NonNull::new(object) {
+            // SAFETY: every object on `remote` is a free object of this page holding the next one
+            // in its first word (pushed by `free_remote`), now the heap holder's.
+            object = unsafe { ptr.cast::<*mut u8>().read() };
+            // SAFETY: as above; `push` relinks it into the local free list.
+            unsafe { self.push(ptr) };
+            count += 1;
+        }
+        count
     }
 }
 
