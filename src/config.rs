@@ -32,6 +32,10 @@ pub struct Config {
     pub eager_commit: EagerCommit,
     /// Never allocate from the backend directly when the arenas are full: fail instead.
     pub limit_os_alloc: bool,
+    /// Objects of up to this many bytes come from pages of their size class; larger ones are runs
+    /// of whole blocks. Small heaps want it low (each class in use holds a page); large ones high
+    /// (a block run wastes up to a block). Capped at eight blocks and at 1 MiB.
+    pub small_limit: usize,
 }
 
 const KIB: usize = 1024;
@@ -48,6 +52,7 @@ impl Config {
         arena_purge_mult: 10,
         eager_commit: EagerCommit::Never,
         limit_os_alloc: false,
+        small_limit: 32 * KIB,
     };
 
     /// For firmware with tens or hundreds of KiB of RAM: 256-byte blocks, 64 KiB arenas (16 KiB at
@@ -59,6 +64,7 @@ impl Config {
         arena_purge_mult: 10,
         eager_commit: EagerCommit::Never,
         limit_os_alloc: false,
+        small_limit: 512,
     };
 
     /// For hosts with virtual memory: 4 KiB blocks (the usual OS page), 64 MiB arenas reserved
@@ -70,6 +76,7 @@ impl Config {
         arena_purge_mult: 10,
         eager_commit: EagerCommit::IfOvercommit,
         limit_os_alloc: false,
+        small_limit: 32 * KIB,
     };
 
     /// The same settings with another block size.
@@ -81,6 +88,14 @@ impl Config {
     pub const fn with_arena_reserve(self, arena_reserve: usize) -> Config {
         Config {
             arena_reserve,
+            ..self
+        }
+    }
+
+    /// The same settings with another `small_limit`.
+    pub const fn with_small_limit(self, small_limit: usize) -> Config {
+        Config {
+            small_limit,
             ..self
         }
     }

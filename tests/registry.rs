@@ -20,6 +20,7 @@ const CONFIG: Config = Config {
     arena_purge_mult: 1,
     eager_commit: EagerCommit::Never,
     limit_os_alloc: false,
+    small_limit: 32 * KIB,
 };
 
 fn registry(capacity: usize) -> Arenas<Mock> {

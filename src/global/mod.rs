@@ -9,6 +9,8 @@
 
 mod api;
 mod stats;
+#[cfg(all(test, feature = "mock"))]
+mod tests;
 
 pub use stats::Stats;
 

@@ -99,16 +99,23 @@ impl Heap {
         }
     }
 
-    /// The largest object served from pages for a block size: eight blocks, so that a larger object
-    /// rounded up to whole blocks wastes less than an eighth, as the size classes do.
+    /// The largest object served from pages: the configured `small_limit`, at most eight blocks
+    /// (so that a larger object rounded up to whole blocks wastes less than an eighth, as the size
+    /// classes do) and at most the largest class.
     #[inline(always)]
-    fn max_small(block_size: usize) -> usize {
-        (block_size << 3).min(MAX_CLASS_SIZE)
+    fn max_small(config: &crate::Config) -> usize {
+        config
+            .small_limit
+            .min(config.block_size << 3)
+            .min(MAX_CLASS_SIZE)
     }
 
-    /// Bytes of a page for objects of `size` bytes: at least four blocks and four objects.
+    /// Bytes of a page for objects of `size` bytes: at least two blocks, and four objects (two for
+    /// objects of a block or more). Every class in use keeps a page that may be mostly empty, so
+    /// pages are kept small; a page of the smallest classes still holds hundreds of objects.
     fn page_bytes(size: usize, block_size: usize) -> usize {
-        let bytes = (block_size * 4).max(size * 4 + HEADER);
+        let objects = if size < block_size { 4 } else { 2 };
+        let bytes = (block_size * 2).max(size * objects + HEADER);
         bytes.next_multiple_of(block_size)
     }
 
@@ -139,7 +146,7 @@ impl Heap {
         align: usize,
         delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
-        let allocated = match class_for(size, align, Self::max_small(arenas.block_size())) {
+        let allocated = match class_for(size, align, Self::max_small(arenas.config())) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => Self::alloc_large(arenas, size, align)?,
         };

@@ -12,8 +12,8 @@ use crate::error::FreeErrorKind;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
-/// Bytes reserved for the header at the end of every page.
-pub(crate) const HEADER: usize = 128;
+/// Bytes reserved for the header at the end of every page: the header rounded up to 16 bytes.
+pub(crate) const HEADER: usize = core::mem::size_of::<Page>().next_multiple_of(16);
 
 /// Marks a free object: its second word holds `address ^ COOKIE`.
 const COOKIE: usize = 0x5EED_F00D_CAFE_B0BA_u64 as usize;
