@@ -17,13 +17,15 @@ enum Op {
     Dealloc { pick: usize },
 }
 
-/// Sizes from tiny to several blocks, with most of them small.
+/// Sizes from tiny to several blocks, with most of them small. (Under Miri, which checks every
+/// byte it touches, sizes stop at 48 KiB: still pages of every kind and large objects.)
 fn size() -> impl Strategy<Value = usize> {
+    let huge = if cfg!(miri) { 49_152 } else { 200_000 };
     prop_oneof![
         4 => 1usize..=128,
         3 => 129usize..=4096,
         2 => 4097usize..=40_000,
-        1 => 40_001usize..=200_000,
+        1 => 40_001usize..=huge,
     ]
 }
 
@@ -102,7 +104,7 @@ impl Model {
 
 fn run(ops: &[Op]) {
     let config = Config::HOST.with_arena_reserve(4 << 20);
-    let capacity = if cfg!(miri) { 4 << 20 } else { 16 << 20 };
+    let capacity = if cfg!(miri) { 2 << 20 } else { 16 << 20 };
     let quarry: Quarry<Mock> = Quarry::new(Mock::new(capacity), config);
     let mut model = Model {
         live: BTreeMap::new(),
@@ -183,12 +185,15 @@ fn run(ops: &[Op]) {
         0,
         "blocks still in use after freeing all"
     );
-    assert_eq!(quarry.arenas().backend().verify_poison(), Ok(()));
+    if !cfg!(miri) {
+        // Reading every uncommitted byte is what Miri is slowest at; natively it is cheap.
+        assert_eq!(quarry.arenas().backend().verify_poison(), Ok(()));
+    }
 }
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 128 },
+        cases: if cfg!(miri) { 3 } else { 128 },
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -199,7 +204,7 @@ proptest! {
 
     #[test]
     fn random_sequences_keep_every_promise(
-        ops in prop::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 400 })
+        ops in prop::collection::vec(op(), 1..if cfg!(miri) { 30 } else { 400 })
     ) {
         run(&ops);
     }
@@ -207,7 +212,10 @@ proptest! {
 
 #[test]
 fn a_page_boundary_does_not_thrash() {
-    let quarry: Quarry<Mock> = Quarry::new(Mock::new(8 << 20), Config::HOST);
+    // One heap: the property is per heap (and under Miri the stack address that picks a thread's
+    // heap changes from call to call).
+    let quarry: Quarry<Mock, quarry_alloc::SpinLock, 1> =
+        Quarry::new(Mock::new(8 << 20), Config::HOST);
     let layout = Layout::from_size_align(48, 8).unwrap();
     // SAFETY: allocations are freed with their layout, once.
     unsafe {

@@ -88,6 +88,13 @@ fn steps(quick: bool) -> Vec<Step> {
                 .env("CARGO_TARGET_DIR", "target/miri"),
         ));
     }
+    // The shadow-model property test, with fewer and shorter cases under Miri (see tests/shadow.rs).
+    steps.push(Step::cmd(
+        "miri (shadow model, host)",
+        cargo("+nightly miri test -p quarry-alloc --test shadow")
+            .env("MIRIFLAGS", MIRIFLAGS)
+            .env("CARGO_TARGET_DIR", "target/miri"),
+    ));
     steps
 }
 

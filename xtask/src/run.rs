@@ -6,10 +6,16 @@ use crate::{install, Result};
 /// The demos: a header for the log, and the command that runs the demo.
 /// The wasm (wasmtime) and qemu demos will be more entries here.
 fn demos() -> Vec<(&'static str, Cmd)> {
-    vec![(
-        "host: arena engine demo",
-        Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
-    )]
+    vec![
+        (
+            "host: quarry-alloc as the global allocator of a 4-thread program",
+            Cmd::cargo().args(["run", "--release", "--example", "global_host"]),
+        ),
+        (
+            "host: the arena engine on its own (block runs, exclusive arena, a refused free)",
+            Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
+        ),
+    ]
 }
 
 pub fn run() -> Result {
