@@ -86,7 +86,7 @@ pub const BASELINE: &str = "talc";
 
 /// The allocators under test, in report order. One line each.
 pub const PEERS: &[Peer] = &[
-    Peer::fixed("quarry", "`quarry_alloc::Quarry<StaticBuffer<0>, SpinLock>` (one heap behind a spin lock), the region handed over with `Arenas::manage`; `Config::HOST` (4 KiB blocks), `Config::EMBEDDED` (256-byte blocks) for the 64 KiB heap", quarry),
+    Peer::fixed("quarry", "`quarry_alloc::Quarry<StaticBuffer<0>, SpinLock>` (4 heaps, each behind a spin lock), the region handed over with `Arenas::manage`; `Config::HOST` (4 KiB blocks), `Config::EMBEDDED` (256-byte blocks) for the 64 KiB heap", quarry),
     Peer::fixed("talc", "`talc::TalcLock<spin::Mutex<()>, Manual>` (talc 5's lock wrapper, the successor of `Talck`), `claim` over the region", talc),
     Peer::fixed("rlsf", "`rlsf::Tlsf<usize, usize, 64, 64>` (GlobalTlsf's parameters; GlobalTlsf itself only takes memory from the OS) behind a `spin::Mutex`, `insert_free_block_ptr` over the region", rlsf),
     Peer::fixed("linked_list_allocator", "`linked_list_allocator::LockedHeap` (its `spinning_top` spinlock), `init` over the region", linked_list),
