@@ -17,7 +17,7 @@ pub struct Config {
     /// Size of one arena block: the unit arenas hand out, commit and purge, and so the granularity
     /// of large allocations (the heap rounds objects of more than eight blocks up to whole blocks,
     /// and cuts pages of at least four blocks for smaller ones). A power of two, at least 64. Every
-    /// arena starts on a multiple of it.
+    /// arena starts on a multiple of it. At most 1 MiB.
     pub block_size: usize,
     /// Size of an arena reserved on demand when no arena has room (0: never reserve, go to the
     /// backend directly). Divided by 4 on backends without virtual reserve, and doubled for every 8
@@ -111,8 +111,8 @@ impl Config {
     /// Panics (at compile time, in a `static`) if a setting is out of range.
     pub const fn validate(&self) {
         assert!(
-            self.block_size.is_power_of_two() && self.block_size >= 64,
-            "Config::block_size must be a power of two of at least 64 bytes"
+            self.block_size.is_power_of_two() && self.block_size >= 64 && self.block_size <= MIB,
+            "Config::block_size must be a power of two from 64 bytes to 1 MiB"
         );
     }
 

@@ -20,7 +20,8 @@ const COOKIE: usize = 0x5EED_F00D_CAFE_B0BA_u64 as usize;
 
 /// Divides page offsets by an object size exactly, without a division instruction:
 /// `offset / size == offset * ceil(2^44 / size) >> 44` whenever `offset * size < 2^44`, which holds
-/// for every page (offsets below 2^22, sizes at most 2^20), and the product fits in 64 bits.
+/// for every page (offsets below 2^23 — pages stay under 8 MiB, as blocks are at most 1 MiB — and
+/// sizes at most 2^20), and the product stays below 2^63.
 #[derive(Clone, Copy)]
 struct Divisor {
     size: u64,
@@ -37,11 +38,11 @@ impl Divisor {
         }
     }
 
-    /// `offset / size` if `offset` is a multiple of the size (and below 2^22).
+    /// `offset / size` if `offset` is a multiple of the size (and below 2^23).
     #[inline(always)]
     fn exact(self, offset: usize) -> Option<usize> {
         let offset = offset as u64;
-        let index = (offset.min(1 << 22) * self.reciprocal) >> DIVISOR_SHIFT;
+        let index = (offset.min(1 << 23) * self.reciprocal) >> DIVISOR_SHIFT;
         (index * self.size == offset).then_some(index as usize)
     }
 }
@@ -315,7 +316,8 @@ mod tests {
         for class in 0..CLASSES {
             let size = class_size(class);
             let divisor = Divisor::new(size);
-            let limit = if cfg!(miri) { 64 } else { (1 << 22) / size };
+            let domain = (1 << 23) / size;
+            let limit = if cfg!(miri) { domain.min(64) } else { domain };
             for index in 0..limit {
                 let offset = index * size;
                 assert_eq!(
