@@ -1,6 +1,6 @@
 //! The standard allocator interfaces: `GlobalAlloc`, and `allocator_api2::Allocator` on `&Quarry`.
 
-use super::Quarry;
+use super::{ArenaHeap, Quarry};
 use crate::backend::OsBackend;
 use crate::sync::RawLock;
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -52,102 +52,122 @@ fn empty(layout: Layout) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(dangling, 0)
 }
 
-// SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never freed
-// into the heap, and every allocation stays valid until deallocated, even if the `&Quarry` is copied.
-unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
-    Allocator for &Quarry<B, L, H, M, N>
-{
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(empty(layout));
+/// `allocator_api2::Allocator` for `&$ty`, forwarding to its `allocate`, `allocate_zeroed`,
+/// `deallocate` and `reallocate`.
+macro_rules! impl_allocator {
+    ($ty:ty) => {
+        // SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are
+        // never freed into a heap, and every allocation stays valid until deallocated, even if
+        // the reference is copied.
+        unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
+            Allocator for &$ty
+        {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                if layout.size() == 0 {
+                    return Ok(empty(layout));
+                }
+                let a = <$ty>::allocate(self, layout.size(), layout.align()).ok_or(AllocError)?;
+                Ok(NonNull::slice_from_raw_parts(a.ptr, a.usable))
+            }
+
+            #[inline]
+            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                if layout.size() == 0 {
+                    return Ok(empty(layout));
+                }
+                let a = <$ty>::allocate_zeroed(self, layout.size(), layout.align())
+                    .ok_or(AllocError)?;
+                Ok(NonNull::slice_from_raw_parts(a.ptr, layout.size()))
+            }
+
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                if layout.size() != 0 {
+                    // SAFETY: the caller gives up the allocation (`deallocate`'s contract).
+                    unsafe { <$ty>::deallocate(self, ptr, layout.size()) };
+                }
+            }
+
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
+                unsafe {
+                    resize(self, ptr, old, new, || {
+                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
+                    })
+                }
+            }
+
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: as for `grow`.
+                let grown = unsafe {
+                    resize(self, ptr, old, new, || {
+                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
+                    })
+                }?;
+                // SAFETY: the new allocation holds `new.size()` bytes, of which the first
+                // `old.size()` are the old contents.
+                unsafe {
+                    grown
+                        .cast::<u8>()
+                        .as_ptr()
+                        .add(old.size())
+                        .write_bytes(0, new.size() - old.size())
+                };
+                Ok(NonNull::slice_from_raw_parts(grown.cast(), new.size()))
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
+                unsafe {
+                    resize(self, ptr, old, new, || {
+                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
+                    })
+                }
+            }
         }
-        let a = Quarry::allocate(self, layout.size(), layout.align()).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(a.ptr, a.usable))
-    }
-
-    #[inline]
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(empty(layout));
-        }
-        let a = Quarry::allocate_zeroed(self, layout.size(), layout.align()).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(a.ptr, layout.size()))
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: the caller gives up the allocation (`Allocator::deallocate`'s contract).
-            unsafe { Quarry::deallocate(self, ptr, layout.size()) };
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: as for `grow`.
-        let grown = unsafe { self.resize(ptr, old, new) }?;
-        // SAFETY: the new allocation holds `new.size()` bytes, of which the first `old.size()` are
-        // the old contents.
-        unsafe {
-            grown
-                .cast::<u8>()
-                .as_ptr()
-                .add(old.size())
-                .write_bytes(0, new.size() - old.size())
-        };
-        Ok(NonNull::slice_from_raw_parts(grown.cast(), new.size()))
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `Allocator::shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
-        unsafe { self.resize(ptr, old, new) }
-    }
+    };
 }
 
-impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, const N: usize>
-    Quarry<B, L, H, M, N>
-{
-    /// Moves or resizes an allocation for `grow` and `shrink`, including to and from size 0.
-    ///
-    /// # Safety
-    /// `ptr` is live with `old` (or dangling when `old.size()` is 0).
-    unsafe fn resize(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return Allocator::allocate(&self, new);
-        }
-        if new.size() == 0 {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.deallocate(ptr, old.size()) };
-            return Ok(empty(new));
-        }
-        // SAFETY: forwarded from the caller.
-        let moved = unsafe { self.reallocate(ptr, old.size(), new.size(), new.align()) }
-            .ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(moved, new.size()))
+impl_allocator!(Quarry<B, L, H, M, N>);
+impl_allocator!(ArenaHeap<'_, B, L, H, M, N>);
+
+/// Moves or resizes an allocation for `grow` and `shrink`, including to and from size 0.
+///
+/// # Safety
+/// `ptr` is live with `old` (or dangling when `old.size()` is 0).
+/// `reallocate` does the rest: moves or resizes a live allocation of `old.size()` bytes to
+/// `new.size()` bytes at `new.align()`.
+unsafe fn resize<A: Allocator>(
+    allocator: &A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    reallocate: impl FnOnce() -> Option<NonNull<u8>>,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if old.size() == 0 {
+        return allocator.allocate(new);
     }
+    if new.size() == 0 {
+        // SAFETY: forwarded from the caller.
+        unsafe { allocator.deallocate(ptr, old) };
+        return Ok(empty(new));
+    }
+    let moved = reallocate().ok_or(AllocError)?;
+    Ok(NonNull::slice_from_raw_parts(moved, new.size()))
 }

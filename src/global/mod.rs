@@ -8,10 +8,12 @@
 //! corrupted state, and [`Quarry::stats`] and [`Quarry::write_map`] tell what the heap is doing.
 
 mod api;
+mod arena_heap;
 mod stats;
 #[cfg(all(test, feature = "mock"))]
 mod tests;
 
+pub use arena_heap::ArenaHeap;
 pub use stats::Stats;
 
 use crate::arenas::Arenas;
@@ -21,6 +23,7 @@ use crate::config::Config;
 use crate::error::{ErrorHook, FreeErrorKind};
 use crate::heap::page::Page;
 use crate::heap::{Allocated, Heap, HeapCounters, Located};
+use crate::memid::ArenaId;
 use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -55,7 +58,7 @@ pub struct Quarry<
 /// One heap with its lock, on cache lines of its own (so that two threads on two heaps never write
 /// the same line).
 #[repr(C, align(128))]
-struct Slot<L> {
+pub(crate) struct Slot<L> {
     lock: L,
     /// Pages of this heap whose remote list became non-empty, pushed by any thread.
     delayed: AtomicPtr<Page>,
@@ -75,14 +78,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     Quarry<B, L, H, M, N>
 {
     const fn build(backend: B, config: Config) -> Self {
-        assert!(H >= 1 && H <= 255, "HEAPS must be between 1 and 255");
-        let mut slots = [const {
-            Slot {
-                lock: L::NEW,
-                delayed: AtomicPtr::new(ptr::null_mut()),
-                heap: UnsafeCell::new(Heap::new(0)),
-            }
-        }; H];
+        assert!(H >= 1 && H <= 254, "HEAPS must be between 1 and 254");
+        let mut slots = [const { Slot::new(Heap::new(0)) }; H];
         let mut i = 0;
         while i < H {
             slots[i].heap = UnsafeCell::new(Heap::new(i as u8));
@@ -135,27 +132,13 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// Heap `index`, if its lock can be taken at once.
     #[inline(always)]
     fn try_heap(&self, index: usize) -> Option<HeapGuard<'_, L>> {
-        let slot = &self.slots[index];
-        slot.lock.try_lock().then(|| HeapGuard {
-            lock: &slot.lock,
-            delayed: &slot.delayed,
-            // SAFETY: the lock is held from here until the guard is dropped, so this is the only
-            // reference to the heap meanwhile.
-            heap: unsafe { &mut *slot.heap.get() },
-        })
+        self.slots[index].try_guard()
     }
 
     /// Heap `index`, waiting for its lock.
     #[inline(always)]
     fn lock_heap(&self, index: usize) -> HeapGuard<'_, L> {
-        let slot = &self.slots[index];
-        slot.lock.lock();
-        HeapGuard {
-            lock: &slot.lock,
-            delayed: &slot.delayed,
-            // SAFETY: as in `try_heap`.
-            heap: unsafe { &mut *slot.heap.get() },
-        }
+        self.slots[index].guard()
     }
 
     /// The first heap this thread can lock, starting from its home heap (waiting for that one if
@@ -181,10 +164,42 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         &self.arenas
     }
 
+    /// A locked heap to allocate from.
+    #[inline(always)]
+    fn heap_for<'s>(&'s self, choice: Choice<'s, L>) -> HeapGuard<'s, L> {
+        match choice {
+            Choice::Shared => self.any_heap(),
+            Choice::Own { slot, .. } => slot.guard(),
+        }
+    }
+
+    /// The slot of the heap that owns `page` (in `arena`), if the caller may free into it: a
+    /// shared heap's page for the shared heaps, the own heap's page for an arena heap.
+    #[inline(always)]
+    fn owner_slot<'s>(
+        &'s self,
+        choice: Choice<'s, L>,
+        page: &Page,
+        arena: &crate::arena::Arena,
+    ) -> Result<&'s Slot<L>, FreeErrorKind> {
+        match choice {
+            Choice::Shared => self.slots.get(page.owner as usize),
+            Choice::Own { slot, arena: own } => {
+                (page.owner == ARENA_HEAP && arena.id == own).then_some(slot)
+            }
+        }
+        .ok_or(FreeErrorKind::NotOurs)
+    }
+
     /// Allocates `size` bytes aligned to `align` (a power of two), or `None`.
     #[inline(always)]
-    pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
-        let mut heap = self.any_heap();
+    pub(crate) fn allocate_in(
+        &self,
+        choice: Choice<'_, L>,
+        size: usize,
+        align: usize,
+    ) -> Option<Allocated> {
+        let mut heap = self.heap_for(choice);
         let delayed = heap.delayed;
         heap.alloc(&self.arenas, size, align, delayed)
     }
@@ -192,8 +207,13 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// Allocates `size` zeroed bytes aligned to `align`; the memset is skipped on memory known to
     /// be zero.
     #[inline]
-    pub(crate) fn allocate_zeroed(&self, size: usize, align: usize) -> Option<Allocated> {
-        let allocated = self.allocate(size, align)?;
+    pub(crate) fn allocate_zeroed_in(
+        &self,
+        choice: Choice<'_, L>,
+        size: usize,
+        align: usize,
+    ) -> Option<Allocated> {
+        let allocated = self.allocate_in(choice, size, align)?;
         if !allocated.zero {
             // SAFETY: the allocation is ours and at least `size` bytes long.
             unsafe { allocated.ptr.as_ptr().write_bytes(0, size) };
@@ -206,24 +226,30 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// # Safety
     /// If `ptr` is a live allocation of this allocator, nobody uses it any more.
     #[inline(always)]
-    pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
+    pub(crate) unsafe fn deallocate_in(
+        &self,
+        choice: Choice<'_, L>,
+        ptr: NonNull<u8>,
+        size: usize,
+    ) {
         // SAFETY: forwarded from the caller.
-        if let Err(kind) = unsafe { self.free(ptr) } {
+        if let Err(kind) = unsafe { self.free_in(choice, ptr) } {
             self.refuse(kind, ptr, size);
         }
     }
 
     /// # Safety
-    /// As for [`deallocate`](Self::deallocate).
+    /// As for [`deallocate_in`](Self::deallocate_in).
     #[inline(always)]
-    unsafe fn free(&self, ptr: NonNull<u8>) -> Result<usize, FreeErrorKind> {
+    unsafe fn free_in(
+        &self,
+        choice: Choice<'_, L>,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, FreeErrorKind> {
         match Heap::locate(&self.arenas, ptr)? {
-            Located::Small(page) => {
-                let owner = page.owner as usize;
-                if owner >= H {
-                    return Err(FreeErrorKind::NotOurs);
-                }
-                if let Some(mut heap) = self.try_heap(owner) {
+            Located::Small { page, arena } => {
+                let slot = self.owner_slot(choice, page, arena)?;
+                if let Some(mut heap) = slot.try_guard() {
                     // SAFETY: the page belongs to the heap held; forwarded from the caller.
                     return unsafe { heap.free_small(&self.arenas, page, ptr) };
                 }
@@ -231,7 +257,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                 // forwarded from the caller.
                 let first = unsafe { page.free_remote(ptr) }?;
                 if first {
-                    push_delayed(&self.slots[owner].delayed, page);
+                    push_delayed(&slot.delayed, page);
                 }
                 Ok(page.size as usize)
             }
@@ -240,7 +266,10 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                 block,
                 blocks,
             } => {
-                let mut heap = self.any_heap();
+                if !choice.accepts(arena) {
+                    return Err(FreeErrorKind::NotOurs);
+                }
+                let mut heap = self.heap_for(choice);
                 // SAFETY: forwarded from the caller.
                 unsafe { heap.free_large(arena, block, blocks, ptr) }
             }
@@ -253,29 +282,38 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// `ptr` is a live allocation of this allocator of at least `old_size` bytes that nobody else
     /// uses during the call.
     #[inline]
-    pub(crate) unsafe fn reallocate(
+    pub(crate) unsafe fn reallocate_in(
         &self,
+        choice: Choice<'_, L>,
         ptr: NonNull<u8>,
         old_size: usize,
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
         let checked = match Heap::locate(&self.arenas, ptr) {
-            Ok(Located::Small(page)) => page.check_live(ptr).map(|()| {
-                let size = page.size as usize;
-                (new_size <= size && size % align == 0, size)
-            }),
+            Ok(Located::Small { page, arena }) => self
+                .owner_slot(choice, page, arena)
+                .and_then(|_| page.check_live(ptr))
+                .map(|()| {
+                    let size = page.size as usize;
+                    (new_size <= size && size % align == 0, size)
+                }),
             Ok(Located::Large {
                 arena,
                 block,
                 blocks,
-            }) => {
+            }) if choice.accepts(arena) => {
                 let in_place = ptr.addr().get() % align == 0
-                    && self
-                        .any_heap()
-                        .resize_large(&self.arenas, arena, block, blocks, new_size);
+                    && self.heap_for(choice).resize_large(
+                        &self.arenas,
+                        arena,
+                        block,
+                        blocks,
+                        new_size,
+                    );
                 Ok((in_place, blocks << arena.block_shift()))
             }
+            Ok(Located::Large { .. }) => Err(FreeErrorKind::NotOurs),
             Err(kind) => Err(kind),
         };
         let usable = match checked {
@@ -286,7 +324,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                 return None;
             }
         };
-        let moved = self.allocate(new_size, align)?;
+        let moved = self.allocate_in(choice, new_size, align)?;
         // SAFETY: both allocations are ours and distinct; the old one holds at least
         // `min(old_size, usable)` bytes the caller wrote, the new one at least `new_size`.
         unsafe {
@@ -297,8 +335,46 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
             )
         };
         // SAFETY: the old allocation is valid (checked above) and the caller gives it up.
-        unsafe { self.deallocate(ptr, old_size) };
+        unsafe { self.deallocate_in(choice, ptr, old_size) };
         Some(moved.ptr)
+    }
+
+    /// Allocates from the shared heaps.
+    #[inline(always)]
+    pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
+        self.allocate_in(Choice::Shared, size, align)
+    }
+
+    /// Allocates zeroed memory from the shared heaps.
+    #[inline(always)]
+    pub(crate) fn allocate_zeroed(&self, size: usize, align: usize) -> Option<Allocated> {
+        self.allocate_zeroed_in(Choice::Shared, size, align)
+    }
+
+    /// Frees into the shared heaps.
+    ///
+    /// # Safety
+    /// As for [`deallocate_in`](Self::deallocate_in).
+    #[inline(always)]
+    pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.deallocate_in(Choice::Shared, ptr, size) }
+    }
+
+    /// Resizes in the shared heaps.
+    ///
+    /// # Safety
+    /// As for [`reallocate_in`](Self::reallocate_in).
+    #[inline(always)]
+    pub(crate) unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate_in(Choice::Shared, ptr, old_size, new_size, align) }
     }
 
     #[cold]
@@ -346,6 +422,69 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// Writes the arena map (see [`Arenas::write_map`]).
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         self.arenas.write_map(out)
+    }
+}
+
+impl<L: RawLock> Slot<L> {
+    const fn new(heap: Heap) -> Self {
+        Slot {
+            lock: L::NEW,
+            delayed: AtomicPtr::new(ptr::null_mut()),
+            heap: UnsafeCell::new(heap),
+        }
+    }
+
+    /// The heap, if its lock can be taken at once.
+    #[inline(always)]
+    fn try_guard(&self) -> Option<HeapGuard<'_, L>> {
+        self.lock.try_lock().then(|| HeapGuard {
+            lock: &self.lock,
+            delayed: &self.delayed,
+            // SAFETY: the lock is held from here until the guard is dropped, so this is the only
+            // reference to the heap meanwhile.
+            heap: unsafe { &mut *self.heap.get() },
+        })
+    }
+
+    /// The heap, waiting for its lock.
+    #[inline(always)]
+    fn guard(&self) -> HeapGuard<'_, L> {
+        self.lock.lock();
+        HeapGuard {
+            lock: &self.lock,
+            delayed: &self.delayed,
+            // SAFETY: as in `try_guard`.
+            heap: unsafe { &mut *self.heap.get() },
+        }
+    }
+}
+
+/// The owner id of the pages of an arena heap: never a shared heap's index (`HEAPS <= 254`).
+pub(crate) const ARENA_HEAP: u8 = u8::MAX;
+
+/// Which heaps an operation uses: the shared ones, or an arena heap's own.
+pub(crate) enum Choice<'a, L> {
+    Shared,
+    Own { slot: &'a Slot<L>, arena: ArenaId },
+}
+
+impl<L> Clone for Choice<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Choice<'_, L> {}
+
+impl<L> Choice<'_, L> {
+    /// Whether a large object in `arena` may be freed or resized through this choice: the shared
+    /// heaps take those of arenas that are not exclusive, an arena heap those of its arena.
+    #[inline(always)]
+    fn accepts(&self, arena: &crate::arena::Arena) -> bool {
+        match *self {
+            Choice::Shared => !arena.exclusive,
+            Choice::Own { arena: own, .. } => arena.id == own,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ fn quarry() -> TwoHeaps {
 
 fn owner(quarry: &TwoHeaps, ptr: NonNull<u8>) -> usize {
     match Heap::locate(&quarry.arenas, ptr) {
-        Ok(Located::Small(page)) => page.owner as usize,
+        Ok(Located::Small { page, .. }) => page.owner as usize,
         _ => panic!("not a page object"),
     }
 }
@@ -135,4 +135,49 @@ fn threads_free_each_others_objects() {
     assert_eq!(stats.errors(), 0);
     assert_eq!(stats.frees, rounds as u64);
     assert_eq!(stats.bytes_in_use, 0);
+}
+
+#[test]
+fn an_arena_heap_keeps_to_its_arena() {
+    use allocator_api2::vec::Vec as ApiVec;
+    let quarry = quarry();
+    let heap = quarry.arena_heap(64 * 1024).expect("room for the arena");
+    let (start, size) = quarry.arenas().area(heap.arena()).expect("the arena");
+    let inside = |p: *const u8| {
+        let offset = (p as usize).wrapping_sub(start.as_ptr() as usize);
+        offset < size
+    };
+    let mut v: ApiVec<u64, _> = ApiVec::new_in(&heap);
+    v.extend(0..1000u64);
+    assert!(
+        inside(v.as_ptr().cast()),
+        "the heap's memory is in its arena"
+    );
+    let big: ApiVec<u8, _> = ApiVec::with_capacity_in(40 * 1024, &heap);
+    assert!(inside(big.as_ptr()), "large objects too");
+    let shared = quarry.allocate(64, 8).expect("memory").ptr;
+    assert!(
+        !inside(shared.as_ptr()),
+        "shared allocations never land in an exclusive arena"
+    );
+    // Freeing the heap's memory through the shared heaps is refused; nothing changes.
+    // SAFETY: refused without touching memory.
+    unsafe { quarry.deallocate(NonNull::new(v.as_mut_ptr().cast()).unwrap(), 8000) };
+    assert_eq!(quarry.stats().not_ours, 1);
+    // The arena is the limit: no spill into other arenas.
+    let mut too_big: ApiVec<u8, _> = ApiVec::new_in(&heap);
+    assert!(too_big.try_reserve(128 * 1024).is_err());
+    drop(too_big);
+    assert_eq!(v.iter().sum::<u64>(), 499_500);
+    drop(v);
+    drop(big);
+    assert_eq!(heap.bytes_in_use(), 0);
+    let id = heap.arena();
+    drop(heap);
+    assert_eq!(
+        quarry.arenas().arena(id).map(|a| a.blocks_in_use()),
+        Some(0)
+    );
+    // SAFETY: live, given up once.
+    unsafe { quarry.deallocate(shared, 64) };
 }

@@ -22,7 +22,7 @@ use crate::arenas::Arenas;
 use crate::atomic::AtomicPtr;
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
-use crate::memid::MemKind;
+use crate::memid::{Allocation, ArenaId, MemKind};
 use class::{class_for, class_size, CLASSES, MAX_CLASS_SIZE};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -50,8 +50,8 @@ pub struct HeapCounters {
 
 /// Where an allocation lives, found from its address without holding any heap.
 pub(crate) enum Located<'a> {
-    /// An object of a page (not yet checked against the page's owner-only state).
-    Small(&'a Page),
+    /// An object of a page (not yet checked against the page's owner-only state), in `arena`.
+    Small { page: &'a Page, arena: &'a Arena },
     /// A large object: a run of `blocks` blocks starting at `block`.
     Large {
         arena: &'a Arena,
@@ -67,6 +67,9 @@ pub(crate) struct Heap {
     pages: [*mut Page; CLASSES],
     /// This heap's index: the owner of the pages it makes.
     id: u8,
+    /// Where its pages and large objects come from: any arena that is not exclusive, or one
+    /// arena only.
+    source: ArenaId,
     pub counters: HeapCounters,
 }
 
@@ -84,10 +87,17 @@ pub(crate) struct Allocated {
 }
 
 impl Heap {
+    /// A heap drawing on every arena that is not exclusive.
     pub const fn new(id: u8) -> Heap {
+        Self::in_arena(id, ArenaId::ANY)
+    }
+
+    /// A heap drawing on arena `source` only (or on any, for [`ArenaId::ANY`]).
+    pub const fn in_arena(id: u8, source: ArenaId) -> Heap {
         Heap {
             pages: [ptr::null_mut(); CLASSES],
             id,
+            source,
             counters: HeapCounters {
                 allocs: 0,
                 frees: 0,
@@ -148,7 +158,7 @@ impl Heap {
     ) -> Option<Allocated> {
         let allocated = match class_for(size, align, Self::max_small(arenas.config())) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
-            None => Self::alloc_large(arenas, size, align)?,
+            None => self.alloc_large(arenas, size, align)?,
         };
         self.count_alloc(allocated.usable);
         Some(allocated)
@@ -259,7 +269,7 @@ impl Heap {
         if blocks > MAX_PAGE_BLOCKS {
             return None;
         }
-        let run = arenas.alloc_in_arena(bytes, block_size)?;
+        let run = self.blocks(arenas, bytes, block_size)?;
         let MemKind::Arena { id, block } = run.memid.kind else {
             return None;
         };
@@ -287,13 +297,29 @@ impl Heap {
         Some(page)
     }
 
+    /// A committed block run from this heap's source: any arena (reserving one if need be), or its
+    /// own arena only.
+    fn blocks<B: OsBackend, const M: usize, const N: usize>(
+        &self,
+        arenas: &Arenas<B, M, N>,
+        size: usize,
+        align: usize,
+    ) -> Option<Allocation> {
+        if self.source == ArenaId::ANY {
+            arenas.alloc_in_arena(size, align)
+        } else {
+            arenas.alloc(size, align, true, self.source)
+        }
+    }
+
     #[inline(never)]
     fn alloc_large<B: OsBackend, const M: usize, const N: usize>(
+        &self,
         arenas: &Arenas<B, M, N>,
         size: usize,
         align: usize,
     ) -> Option<Allocated> {
-        let run = arenas.alloc_in_arena(size, align)?;
+        let run = self.blocks(arenas, size, align)?;
         let MemKind::Arena { id, block } = run.memid.kind else {
             return None;
         };
@@ -329,9 +355,8 @@ impl Heap {
                 // SAFETY: the tag (read with acquire, after the page was made) says a live page
                 // ends at `end`, with its header in its last `HEADER` bytes; it is reached only as
                 // a shared reference.
-                Ok(Located::Small(unsafe {
-                    &*end.as_ptr().sub(HEADER).cast::<Page>()
-                }))
+                let page = unsafe { &*end.as_ptr().sub(HEADER).cast::<Page>() };
+                Ok(Located::Small { page, arena })
             }
             Tag::Large { blocks } if offset & ((1 << shift) - 1) == 0 => Ok(Located::Large {
                 arena,
@@ -492,7 +517,7 @@ impl Heap {
         ptr: NonNull<u8>,
     ) -> Option<usize> {
         match Self::locate(arenas, ptr).ok()? {
-            Located::Small(page) => (!page.is_free(ptr)).then_some(page.size as usize),
+            Located::Small { page, .. } => (!page.is_free(ptr)).then_some(page.size as usize),
             Located::Large { arena, blocks, .. } => Some(blocks << arena.block_shift()),
         }
     }

@@ -58,6 +58,15 @@ fn steps(quick: bool) -> Vec<Step> {
             cargo(&format!("check -p quarry-alloc --target {target}")),
         ));
     }
+    // The interrupt-safe lock, on the firmware targets with and without compare-and-swap.
+    for target in ["thumbv7m-none-eabi", "thumbv6m-none-eabi"] {
+        steps.push(Step::cmd(
+            format!("check {target} (critical-section)"),
+            cargo(&format!(
+                "check -p quarry-alloc --features critical-section --target {target}"
+            )),
+        ));
+    }
 
     if quick {
         return steps;
