@@ -11,13 +11,22 @@ use crate::sync::SpinLock;
 use crate::Config;
 use core::ptr::NonNull;
 
+/// Two heaps: which one a thread takes depends on its stack address (under Miri, on the call), so
+/// the tests that hold a heap on purpose use a single one.
 type TwoHeaps = Quarry<Mock, SpinLock, 2>;
+type OneHeap = Quarry<Mock, SpinLock, 1>;
+
+const CONFIG: Config = Config::HOST.with_arena_reserve(1 << 20);
 
 fn quarry() -> TwoHeaps {
-    Quarry::new(Mock::new(4 << 20), Config::HOST.with_arena_reserve(1 << 20))
+    Quarry::new(Mock::new(4 << 20), CONFIG)
 }
 
-fn owner(quarry: &TwoHeaps, ptr: NonNull<u8>) -> usize {
+fn one_heap() -> OneHeap {
+    Quarry::new(Mock::new(4 << 20), CONFIG)
+}
+
+fn owner(quarry: &OneHeap, ptr: NonNull<u8>) -> usize {
     match Heap::locate(&quarry.arenas, ptr) {
         Ok(Located::Small { page, .. }) => page.owner as usize,
         _ => panic!("not a page object"),
@@ -26,7 +35,7 @@ fn owner(quarry: &TwoHeaps, ptr: NonNull<u8>) -> usize {
 
 #[test]
 fn frees_into_a_busy_heap_wait_on_the_page_and_come_back() {
-    let quarry = quarry();
+    let quarry = one_heap();
     let objects: Vec<NonNull<u8>> = (0..10)
         .map(|_| quarry.allocate(48, 8).expect("memory").ptr)
         .collect();
@@ -53,7 +62,7 @@ fn frees_into_a_busy_heap_wait_on_the_page_and_come_back() {
 
 #[test]
 fn the_owner_takes_remote_frees_back_before_making_a_page() {
-    let quarry = quarry();
+    let quarry = one_heap();
     // Fill the first page of the class, so that the next allocation needs another page.
     let mut objects = Vec::new();
     loop {
