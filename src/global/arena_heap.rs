@@ -47,7 +47,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         Ok(ArenaHeap {
             quarry: self,
             arena,
-            slot: Slot::new(Heap::in_arena(ARENA_HEAP, arena)),
+            slot: Slot::new(Heap::in_arena(ARENA_HEAP, arena, self.arenas.config())),
         })
     }
 }

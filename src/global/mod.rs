@@ -79,10 +79,10 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 {
     const fn build(backend: B, config: Config) -> Self {
         assert!(H >= 1 && H <= 254, "HEAPS must be between 1 and 254");
-        let mut slots = [const { Slot::new(Heap::new(0)) }; H];
+        let mut slots = [const { Slot::new(Heap::new(0, &Config::HOST)) }; H];
         let mut i = 0;
         while i < H {
-            slots[i].heap = UnsafeCell::new(Heap::new(i as u8));
+            slots[i].heap = UnsafeCell::new(Heap::new(i as u8, &config));
             i += 1;
         }
         Quarry {

@@ -13,9 +13,34 @@ pub(crate) const MAX_CLASS_SIZE: usize = 1 << 20;
 /// Number of classes: 8 of 8-byte steps up to 64, then 8 per power of two up to `MAX_CLASS_SIZE`.
 pub(crate) const CLASSES: usize = 8 + 8 * (MAX_CLASS_SIZE.trailing_zeros() as usize - 6);
 
+/// Requests up to this size find their class in a table.
+const TABLE_LIMIT: usize = 1024;
+
+/// `TABLE[(size + 7) / 8]` is the class of a request of `size` bytes, for sizes up to
+/// `TABLE_LIMIT`: one load instead of the arithmetic of `compute_class`.
+static TABLE: [u8; TABLE_LIMIT / 8 + 1] = {
+    let mut table = [0u8; TABLE_LIMIT / 8 + 1];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = compute_class(if i == 0 { 1 } else { i * 8 }) as u8;
+        i += 1;
+    }
+    table
+};
+
 /// The class of a request of `size` bytes (`1 <= size <= MAX_CLASS_SIZE`).
 #[inline(always)]
-pub(crate) const fn class_of(size: usize) -> usize {
+pub(crate) fn class_of(size: usize) -> usize {
+    if size <= TABLE_LIMIT {
+        TABLE[(size + 7) >> 3] as usize
+    } else {
+        compute_class(size)
+    }
+}
+
+/// The class of a request of `size` bytes, by arithmetic.
+#[inline(always)]
+const fn compute_class(size: usize) -> usize {
     if size <= 64 {
         let size = if size < MIN_SIZE { MIN_SIZE } else { size };
         (size - 1) >> 3
@@ -67,6 +92,13 @@ mod tests {
 
     #[test]
     fn every_size_maps_to_the_smallest_class_that_holds_it() {
+        for size in 1..=TABLE_LIMIT {
+            assert_eq!(
+                class_of(size),
+                compute_class(size),
+                "table entry for {size}"
+            );
+        }
         let limit = if cfg!(miri) { 4096 } else { MAX_CLASS_SIZE };
         let mut class = class_of(1);
         for size in 1..=limit {

@@ -70,6 +70,8 @@ pub(crate) struct Heap {
     /// Where its pages and large objects come from: any arena that is not exclusive, or one
     /// arena only.
     source: ArenaId,
+    /// The largest object served from pages (see [`Heap::max_small`]).
+    max_small: usize,
     pub counters: HeapCounters,
 }
 
@@ -88,16 +90,17 @@ pub(crate) struct Allocated {
 
 impl Heap {
     /// A heap drawing on every arena that is not exclusive.
-    pub const fn new(id: u8) -> Heap {
-        Self::in_arena(id, ArenaId::ANY)
+    pub const fn new(id: u8, config: &crate::Config) -> Heap {
+        Self::in_arena(id, ArenaId::ANY, config)
     }
 
     /// A heap drawing on arena `source` only (or on any, for [`ArenaId::ANY`]).
-    pub const fn in_arena(id: u8, source: ArenaId) -> Heap {
+    pub const fn in_arena(id: u8, source: ArenaId, config: &crate::Config) -> Heap {
         Heap {
             pages: [ptr::null_mut(); CLASSES],
             id,
             source,
+            max_small: Self::max_small(config),
             counters: HeapCounters {
                 allocs: 0,
                 frees: 0,
@@ -112,12 +115,17 @@ impl Heap {
     /// The largest object served from pages: the configured `small_limit`, at most eight blocks
     /// (so that a larger object rounded up to whole blocks wastes less than an eighth, as the size
     /// classes do) and at most the largest class.
-    #[inline(always)]
-    fn max_small(config: &crate::Config) -> usize {
-        config
-            .small_limit
-            .min(config.block_size << 3)
-            .min(MAX_CLASS_SIZE)
+    const fn max_small(config: &crate::Config) -> usize {
+        let limit = if config.small_limit < config.block_size << 3 {
+            config.small_limit
+        } else {
+            config.block_size << 3
+        };
+        if limit < MAX_CLASS_SIZE {
+            limit
+        } else {
+            MAX_CLASS_SIZE
+        }
     }
 
     /// Bytes of a page for objects of `size` bytes: at least two blocks, and four objects (two for
@@ -156,7 +164,7 @@ impl Heap {
         align: usize,
         delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
-        let allocated = match class_for(size, align, Self::max_small(arenas.config())) {
+        let allocated = match class_for(size, align, self.max_small) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => self.alloc_large(arenas, size, align)?,
         };
