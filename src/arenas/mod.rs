@@ -154,17 +154,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         commit: bool,
         arena: ArenaId,
     ) -> Option<Allocation> {
-        // A size of 1 to `isize::MAX` bytes (no object can be larger) keeps the block arithmetic
-        // below from overflowing; shifts, not division, since the compiler cannot know that the
-        // block size is a power of two.
-        if size.wrapping_sub(1) >= isize::MAX as usize
-            || !align.is_power_of_two()
-            || !self.at_home()
-        {
-            return None;
-        }
-        let blocks = ((size - 1) >> self.block_shift()) + 1;
-        let bytes = blocks << self.block_shift();
+        let (blocks, bytes) = self.blocks_for(size, align)?;
         let slots = self.slots();
         let (first, end) = match arena.index() {
             Some(index) => (index, slots.min(index.saturating_add(1))),
@@ -183,14 +173,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// the size needed is reserved. The layer above relies on this to find every allocation's arena
     /// (and its block tags) from an address.
     pub(crate) fn alloc_in_arena(&self, size: usize, align: usize) -> Option<Allocation> {
-        if size.wrapping_sub(1) >= isize::MAX as usize
-            || !align.is_power_of_two()
-            || !self.at_home()
-        {
-            return None;
-        }
-        let blocks = ((size - 1) >> self.block_shift()) + 1;
-        let bytes = blocks << self.block_shift();
+        let (blocks, bytes) = self.blocks_for(size, align)?;
         if let Some(found) =
             (0..self.slots()).find_map(|i| self.try_arena(i, blocks, align, true, ArenaId::ANY))
         {
@@ -209,6 +192,22 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             }
         };
         self.try_arena(id.index()?, blocks, align, true, ArenaId::ANY)
+    }
+
+    /// The blocks and bytes of a request, if it is one the registry can serve at all: a size of 1
+    /// to `isize::MAX` bytes (no object can be larger, and it keeps the block arithmetic from
+    /// overflowing), a power-of-two alignment, and the registry at home. Shifts, not division: the
+    /// compiler cannot know that the block size is a power of two.
+    #[inline(always)]
+    fn blocks_for(&self, size: usize, align: usize) -> Option<(usize, usize)> {
+        if size.wrapping_sub(1) >= isize::MAX as usize
+            || !align.is_power_of_two()
+            || !self.at_home()
+        {
+            return None;
+        }
+        let blocks = ((size - 1) >> self.block_shift()) + 1;
+        Some((blocks, blocks << self.block_shift()))
     }
 
     /// When no arena has room: a new arena, or the backend directly.

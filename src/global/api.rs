@@ -96,11 +96,7 @@ macro_rules! impl_allocator {
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
                 // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
-                unsafe {
-                    resize(self, ptr, old, new, || {
-                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
-                    })
-                }
+                unsafe { resize(self, *self, ptr, old, new) }
             }
 
             unsafe fn grow_zeroed(
@@ -110,11 +106,7 @@ macro_rules! impl_allocator {
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
                 // SAFETY: as for `grow`.
-                let grown = unsafe {
-                    resize(self, ptr, old, new, || {
-                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
-                    })
-                }?;
+                let grown = unsafe { resize(self, *self, ptr, old, new) }?;
                 // SAFETY: the new allocation holds `new.size()` bytes, of which the first
                 // `old.size()` are the old contents.
                 unsafe {
@@ -134,11 +126,7 @@ macro_rules! impl_allocator {
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
                 // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
-                unsafe {
-                    resize(self, ptr, old, new, || {
-                        <$ty>::reallocate(self, ptr, old.size(), new.size(), new.align())
-                    })
-                }
+                unsafe { resize(self, *self, ptr, old, new) }
             }
         }
     };
@@ -147,18 +135,31 @@ macro_rules! impl_allocator {
 impl_allocator!(Quarry<B, L, H, M, N>);
 impl_allocator!(ArenaHeap<'_, B, L, H, M, N>);
 
-/// Moves or resizes an allocation for `grow` and `shrink`, including to and from size 0.
+/// The front ends' own resize: in place when the allocation allows, else moved (see
+/// `Quarry::reallocate_in`).
+pub(crate) trait Reallocate {
+    /// # Safety
+    /// `ptr` is a live allocation of at least `old_size` bytes that nobody else uses meanwhile.
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>>;
+}
+
+/// `grow` and `shrink` for `allocator` (which is `&front`): to and from size 0 through the
+/// `Allocator` methods, the rest through the front end's own resize.
 ///
 /// # Safety
 /// `ptr` is live with `old` (or dangling when `old.size()` is 0).
-/// `reallocate` does the rest: moves or resizes a live allocation of `old.size()` bytes to
-/// `new.size()` bytes at `new.align()`.
-unsafe fn resize<A: Allocator>(
+unsafe fn resize<A: Allocator, F: Reallocate>(
     allocator: &A,
+    front: &F,
     ptr: NonNull<u8>,
     old: Layout,
     new: Layout,
-    reallocate: impl FnOnce() -> Option<NonNull<u8>>,
 ) -> Result<NonNull<[u8]>, AllocError> {
     if old.size() == 0 {
         return allocator.allocate(new);
@@ -168,6 +169,8 @@ unsafe fn resize<A: Allocator>(
         unsafe { allocator.deallocate(ptr, old) };
         return Ok(empty(new));
     }
-    let moved = reallocate().ok_or(AllocError)?;
+    // SAFETY: forwarded from the caller.
+    let moved =
+        unsafe { front.reallocate(ptr, old.size(), new.size(), new.align()) }.ok_or(AllocError)?;
     Ok(NonNull::slice_from_raw_parts(moved, new.size()))
 }

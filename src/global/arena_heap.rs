@@ -97,12 +97,13 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         // SAFETY: forwarded from the caller.
         unsafe { self.quarry.deallocate_in(self.choice(), ptr, size) }
     }
+}
 
-    /// # Safety
-    /// `ptr` is a live allocation of this heap of at least `old_size` bytes that nobody else uses
-    /// during the call.
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
+    super::api::Reallocate for ArenaHeap<'_, B, L, H, M, N>
+{
     #[inline(always)]
-    pub(crate) unsafe fn reallocate(
+    unsafe fn reallocate(
         &self,
         ptr: NonNull<u8>,
         old_size: usize,

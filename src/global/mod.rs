@@ -361,22 +361,6 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         unsafe { self.deallocate_in(Choice::Shared, ptr, size) }
     }
 
-    /// Resizes in the shared heaps.
-    ///
-    /// # Safety
-    /// As for [`reallocate_in`](Self::reallocate_in).
-    #[inline(always)]
-    pub(crate) unsafe fn reallocate(
-        &self,
-        ptr: NonNull<u8>,
-        old_size: usize,
-        new_size: usize,
-        align: usize,
-    ) -> Option<NonNull<u8>> {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.reallocate_in(Choice::Shared, ptr, old_size, new_size, align) }
-    }
-
     #[cold]
     fn refuse(&self, kind: FreeErrorKind, ptr: NonNull<u8>, size: usize) {
         self.arenas.report_bad_free(kind, ptr.addr().get(), size);
@@ -485,6 +469,23 @@ impl<L> Choice<'_, L> {
             Choice::Shared => !arena.exclusive,
             Choice::Own { arena: own, .. } => arena.id == own,
         }
+    }
+}
+
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize> api::Reallocate
+    for Quarry<B, L, H, M, N>
+{
+    /// Resizes in the shared heaps.
+    #[inline(always)]
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate_in(Choice::Shared, ptr, old_size, new_size, align) }
     }
 }
 

@@ -185,17 +185,26 @@ impl Heap {
         if !page.is_null() {
             // SAFETY: pages on a list are live page headers owned by this heap (invariant on
             // `pages`), and the caller holds the heap.
-            let p = unsafe { &*page };
-            // SAFETY: as above.
-            if let Some(object) = unsafe { p.pop() } {
-                return Some(Allocated {
-                    ptr: object.ptr,
-                    usable: p.size as usize,
-                    zero: object.zero,
-                });
+            if let Some(allocated) = unsafe { Self::take(&*page) } {
+                return Some(allocated);
             }
         }
         self.alloc_small_slow(arenas, class, delayed)
+    }
+
+    /// An object from `page`, if it has one.
+    ///
+    /// # Safety
+    /// The caller holds the heap that owns `page`.
+    #[inline(always)]
+    unsafe fn take(page: &Page) -> Option<Allocated> {
+        // SAFETY: forwarded from the caller.
+        let object = unsafe { page.pop() }?;
+        Some(Allocated {
+            ptr: object.ptr,
+            usable: page.size as usize,
+            zero: object.zero,
+        })
     }
 
     /// The first page of the class is full (or there is none): take back what other threads freed,
@@ -217,26 +226,15 @@ impl Heap {
             // `pages`), and the caller holds the heap.
             let p = unsafe { &*page };
             // SAFETY: as above.
-            if let Some(object) = unsafe { p.pop() } {
-                return Some(Allocated {
-                    ptr: object.ptr,
-                    usable: p.size as usize,
-                    zero: object.zero,
-                });
+            if let Some(allocated) = unsafe { Self::take(p) } {
+                return Some(allocated);
             }
             // SAFETY: as above; the page is full, so it leaves the list.
             unsafe { self.unlink(p) };
         }
         let page = self.new_page(arenas, class)?;
-        // SAFETY: a fresh page header, owned by this heap.
-        let p = unsafe { page.as_ref() };
-        // SAFETY: as above.
-        let object = unsafe { p.pop() }?;
-        Some(Allocated {
-            ptr: object.ptr,
-            usable: p.size as usize,
-            zero: object.zero,
-        })
+        // SAFETY: a fresh page header, owned by this heap, which the caller holds.
+        unsafe { Self::take(page.as_ref()) }
     }
 
     /// Takes back the objects other threads freed into this heap's pages.
