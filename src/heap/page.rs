@@ -12,8 +12,9 @@ use crate::error::FreeErrorKind;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
-/// Bytes reserved for the header at the end of every page: the header rounded up to 16 bytes.
-pub(crate) const HEADER: usize = core::mem::size_of::<Page>().next_multiple_of(16);
+/// Bytes reserved for the header at the end of every page: the header's size, a multiple of its
+/// cache-line alignment (page ends are block-aligned, so the header starts on a cache line).
+pub(crate) const HEADER: usize = core::mem::size_of::<Page>();
 
 /// Marks a free object: its second word holds `address ^ COOKIE`.
 const COOKIE: usize = 0x5EED_F00D_CAFE_B0BA_u64 as usize;
@@ -50,14 +51,19 @@ impl Divisor {
 /// The header of a page. It lives in the page's own last `HEADER` bytes and is reached through
 /// pointers derived from the arena's base pointer, only ever as `&Page`: what changes is either an
 /// atomic any thread may use, or in `local`, which only the holder of the owner heap touches.
+///
+/// The layout is fixed, and the header aligned to a cache line, so that everything an allocation
+/// or a free reads (down to `local.linked`) lies in the first 64 bytes: one cache line per page.
+#[repr(C, align(64))]
 pub(crate) struct Page {
     /// The first byte of the page; every object pointer is `start + index * size`. Never changes
-    /// (nor do the fields down to `owner`), so any thread may read them while the page lives.
+    /// (nor do the fields down to `blocks`), so any thread may read them while the page lives.
     pub start: NonNull<u8>,
-    /// Objects that fit in the page.
-    pub capacity: u32,
+    divisor: Divisor,
     /// Object size in bytes.
     pub size: u32,
+    /// Objects that fit in the page.
+    pub capacity: u32,
     /// The size class.
     pub class: u16,
     /// The heap the page belongs to.
@@ -66,18 +72,22 @@ pub(crate) struct Page {
     zero: bool,
     /// Blocks of the page, for giving them back.
     pub blocks: u32,
-    divisor: Divisor,
+    /// What only the holder of the owner heap reads or writes.
+    local: UnsafeCell<Local>,
     /// Objects freed by threads that could not take the owner heap's lock: a list through the
     /// objects' first words (each with its cookie), pushed with compare-and-swap by any thread and
     /// taken whole by the owner.
     pub remote: AtomicPtr<u8>,
     /// Link in the owner heap's stack of pages whose `remote` list became non-empty.
     pub delayed_next: AtomicPtr<Page>,
-    /// What only the holder of the owner heap reads or writes.
-    local: UnsafeCell<Local>,
 }
 
-/// The owner-only part of a page.
+// The fields the fast paths read all sit in the header's first cache line.
+const _: () =
+    assert!(core::mem::offset_of!(Page, local) + core::mem::offset_of!(Local, linked) < 64);
+
+/// The owner-only part of a page: the fields the fast paths use first.
+#[repr(C)]
 pub(crate) struct Local {
     /// The first free object (null when none). Every object on the list is a free object of this
     /// page holding the next one in its first word and `address ^ COOKIE` in its second.
