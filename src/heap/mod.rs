@@ -389,7 +389,7 @@ impl Heap {
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
         // SAFETY: the caller holds the owner heap.
-        if !unsafe { page.index_of(ptr) } {
+        if !unsafe { page.is_handed_out(ptr) } {
             return Err(FreeErrorKind::Misaligned);
         }
         if page.is_free(ptr) {

@@ -223,7 +223,7 @@ impl Page {
     /// # Safety
     /// The caller holds the owner heap.
     #[inline(always)]
-    pub unsafe fn index_of(&self, ptr: NonNull<u8>) -> bool {
+    pub unsafe fn is_handed_out(&self, ptr: NonNull<u8>) -> bool {
         // SAFETY: forwarded from the caller.
         self.starts_object(ptr, unsafe { self.local() }.bump)
     }
