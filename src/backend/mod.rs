@@ -7,10 +7,24 @@
 //! | backend | memory source | purge | free | clock |
 //! |---|---|---|---|---|
 //! | [`StaticBuffer`] | a byte array inside the value (a `static`) | no | no | no |
+//! | [`Sbrk`] | a break pointer over a region: linker symbols, a given range, or the process break (feature `unix`) | no | no | no |
+//! | `WasmGrow` (wasm32) | `memory.grow`, 64 KiB at a time | no | no | WASI's monotonic clock on wasm32-wasip1 |
 //! | [`Mock`] (feature `mock`) | a heap buffer of fixed capacity, for tests | decommit, poisoned | yes | manual |
+//!
+//! The break-pointer backends ([`Sbrk`], `WasmGrow`, [`StaticBuffer`]) hand out each region right
+//! after the one before, and say so through [`OsBackend::grows_in_place`]: the registry then grows
+//! its last arena over the new memory instead of adding arenas, so that memory grows by what the
+//! program asks for and no more.
 
+mod sbrk;
 mod static_buffer;
+pub use sbrk::Sbrk;
 pub use static_buffer::StaticBuffer;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm_grow;
+#[cfg(target_arch = "wasm32")]
+pub use wasm_grow::WasmGrow;
 
 #[cfg(feature = "mock")]
 mod mock;
@@ -144,6 +158,39 @@ pub unsafe trait OsBackend {
     /// Whether the system overcommits, so that committing eagerly costs nothing until touched.
     fn has_overcommit(&self) -> bool {
         false
+    }
+
+    /// Whether the backend hands out memory from a break pointer, each region starting where the
+    /// previous one ended unless something else took memory in between (`sbrk`, `memory.grow`, a
+    /// static buffer). Asking such a backend for a little at a time costs nothing, so the registry
+    /// asks for just what a request needs and grows the last arena over it.
+    fn grows_in_place(&self) -> bool {
+        false
+    }
+}
+
+/// Claims `size` bytes aligned to `align` from a break kept as bytes used past `base` in a region
+/// of `len` bytes; returns the offset of the claimed bytes from `base`. Lock-free: the break only
+/// moves forward, by compare-and-swap.
+pub(crate) fn bump(
+    used: &crate::atomic::AtomicUsize,
+    base: usize,
+    len: usize,
+    size: usize,
+    align: usize,
+) -> Option<usize> {
+    use crate::atomic::Ordering;
+    let mut current = used.load(Ordering::Relaxed);
+    loop {
+        let start = align_up(base.checked_add(current)?, align)? - base;
+        let end = start.checked_add(size)?;
+        if end > len {
+            return None;
+        }
+        match used.compare_exchange_weak(current, end, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Some(start),
+            Err(actual) => current = actual,
+        }
     }
 }
 

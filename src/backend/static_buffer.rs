@@ -1,7 +1,7 @@
 //! A backend over a byte array that lives inside the backend value, for targets with no memory source
 //! at all (and for tests that must not touch the system allocator).
 
-use super::{align_up, OsBackend, Region};
+use super::{bump, OsBackend, Region};
 use crate::atomic::{AtomicUsize, Ordering};
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
@@ -55,33 +55,21 @@ unsafe impl<const N: usize> OsBackend for StaticBuffer<N> {
 
     fn alloc(&self, size: usize, align: usize, _commit: bool) -> Option<Region> {
         let base = self.memory.get().cast::<u8>();
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let start_addr = align_up(base.addr().checked_add(used)?, align)?;
-            let start = start_addr - base.addr();
-            let end = start.checked_add(size)?;
-            if end > N {
-                return None;
-            }
-            match self
-                .used
-                .compare_exchange_weak(used, end, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    // SAFETY: `start <= end <= N`, so the pointer stays inside (or one past) `memory`;
-                    // it is derived from the buffer's own pointer, keeping its provenance.
-                    let ptr = unsafe { NonNull::new_unchecked(base.add(start)) };
-                    return Some(Region {
-                        ptr,
-                        size,
-                        committed: true,
-                        zeroed: true,
-                        pinned: true,
-                    });
-                }
-                Err(actual) => used = actual,
-            }
-        }
+        let start = bump(&self.used, base.addr(), N, size, align)?;
+        // SAFETY: `bump` keeps `start + size <= N`, so the pointer stays inside (or one past)
+        // `memory`; it is derived from the buffer's own pointer, keeping its provenance.
+        let ptr = unsafe { NonNull::new_unchecked(base.add(start)) };
+        Some(Region {
+            ptr,
+            size,
+            committed: true,
+            zeroed: true,
+            pinned: true,
+        })
+    }
+
+    fn grows_in_place(&self) -> bool {
+        true
     }
 }
 

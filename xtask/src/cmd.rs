@@ -21,6 +21,8 @@ pub struct Cmd {
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The working directory, relative to the workspace root (`None`: the root).
+    dir: Option<String>,
 }
 
 impl Cmd {
@@ -29,6 +31,7 @@ impl Cmd {
             program: program.to_string(),
             args: Vec::new(),
             env: Vec::new(),
+            dir: None,
         }
     }
 
@@ -47,6 +50,12 @@ impl Cmd {
     {
         self.args
             .extend(args.into_iter().map(|arg| arg.as_ref().to_string()));
+        self
+    }
+
+    /// Runs the command in `dir`, a path relative to the workspace root.
+    pub fn dir(mut self, dir: &str) -> Self {
+        self.dir = Some(dir.to_string());
         self
     }
 
@@ -105,7 +114,10 @@ impl Cmd {
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(key, value)| (key, value)))
-            .current_dir(workspace_root());
+            .current_dir(match &self.dir {
+                Some(dir) => workspace_root().join(dir),
+                None => workspace_root().to_path_buf(),
+            });
         command
     }
 
@@ -120,12 +132,18 @@ impl Cmd {
 /// Shows the command as it would be typed in a shell, environment variables first.
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dir) = &self.dir {
+            write!(f, "(cd {} && ", quote(dir))?;
+        }
         for (key, value) in &self.env {
             write!(f, "{key}={} ", quote(value))?;
         }
         write!(f, "{}", self.program)?;
         for arg in &self.args {
             write!(f, " {}", quote(arg))?;
+        }
+        if self.dir.is_some() {
+            write!(f, ")")?;
         }
         Ok(())
     }

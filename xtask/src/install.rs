@@ -19,13 +19,68 @@ pub const TARGETS: &[&str] = &[
     "wasm32-wasip1",
 ];
 
+/// The wasm runtime the wasm32-wasip1 programs and tests run in; newer releases need a newer rustc.
+const WASMTIME: &str = "wasmtime-cli@48.0.8";
+
 /// Installs whatever is missing, printing what it installs.
 pub fn ensure_all() -> Result {
     ensure_components(STABLE, &["rustfmt", "clippy"])?;
     ensure_targets(STABLE, TARGETS)?;
     ensure_toolchain(NIGHTLY)?;
     ensure_components(NIGHTLY, &["miri", "rust-src"])?;
+    ensure_wasmtime()?;
+    ensure_apt(&[("qemu-system-arm", "qemu-system-arm")])?;
     Ok(())
+}
+
+/// Installs the benchmark tools too: `wasm-opt` (binaryen) and valgrind.
+pub fn ensure_bench_tools() -> Result {
+    ensure_all()?;
+    ensure_apt(&[("wasm-opt", "binaryen"), ("valgrind", "valgrind")])
+}
+
+/// Whether `program` can be started (it answers `--version`).
+fn on_path(program: &str) -> bool {
+    Cmd::new(program).args(["--version"]).read().is_ok()
+}
+
+fn ensure_wasmtime() -> Result {
+    if on_path("wasmtime") {
+        println!("wasmtime: installed");
+        return Ok(());
+    }
+    println!("wasmtime: installing {WASMTIME} (a long build, once)");
+    Cmd::cargo()
+        .args(["install", "--locked", WASMTIME])
+        .run()
+}
+
+/// Installs the Debian packages whose programs are missing: `(program, package)` pairs.
+fn ensure_apt(wanted: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        let programs: Vec<&str> = wanted.iter().map(|&(program, _)| program).collect();
+        println!("{}: installed", programs.join(", "));
+        return Ok(());
+    }
+    println!("installing Debian packages {}", missing.join(", "));
+    let root = Cmd::new("id").args(["-u"]).read()?.trim() == "0";
+    let apt = |args: &[&str]| {
+        if root {
+            Cmd::new("apt-get").args(args)
+        } else {
+            Cmd::new("sudo").args(["apt-get"]).args(args)
+        }
+    };
+    apt(&["update", "-q"]).run_quiet()?;
+    apt(&["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
 }
 
 /// Builds Miri's standard library for `target` (`None`: the host). Fast when it is already built.
