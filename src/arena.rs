@@ -32,6 +32,8 @@ pub(crate) struct ArenaInit {
     pub start: NonNull<u8>,
     /// Usable bytes from `start`; at least one block.
     pub size: usize,
+    /// Blocks the arena may grow to (see [`Arena::grow`]); at most `size`'s blocks means none.
+    pub capacity: usize,
     /// `log2(block_size)`.
     pub block_shift: u32,
     /// The backend region to free when the arena is destroyed; `None` for memory the user manages.
@@ -65,9 +67,12 @@ pub(crate) struct Arena {
     start: NonNull<u8>,
     /// `log2` of the block size.
     block_shift: u32,
-    /// Usable blocks: `[start, start + block_count << block_shift)` is the arena.
-    block_count: usize,
-    /// Fields per bitmap: `field_count * FIELD_BITS >= block_count`.
+    /// Usable blocks: `[start, start + block_count << block_shift)` is the arena. Only grows, up
+    /// to `capacity`, by [`grow`](Self::grow); a block below it stays in the arena for good.
+    block_count: AtomicUsize,
+    /// Blocks the bitmaps and tags have room for: the most `block_count` can grow to.
+    capacity: usize,
+    /// Fields per bitmap: `field_count * FIELD_BITS >= capacity`.
     field_count: usize,
     /// Serves only requests that name this arena.
     pub exclusive: bool,
@@ -80,13 +85,14 @@ pub(crate) struct Arena {
     /// Field at which the last search succeeded: only a hint where to start the next one.
     search_hint: AtomicUsize,
     /// The bitmaps, `field_count` fields each, right after the descriptor:
-    /// - in-use: bit i set ⇔ block i is handed out, or is padding past `block_count`;
+    /// - in-use: bit i set ⇔ block i is handed out, or lies past `block_count` (not grown into
+    ///   yet, or padding past `capacity`);
     /// - dirty: bit i clear ⇒ block i reads as zero (it has not been handed out since it was);
     /// - committed (absent when `pinned`): bit i clear ⇒ block i must be committed before it is
     ///   handed out;
     /// - purge (absent when `pinned`): bit i set ⇒ block i is free and scheduled for a purge.
     bitmaps: NonNull<AtomicUsize>,
-    /// `block_count` tags, one per block, right after the bitmaps: a word the layer above keeps
+    /// `capacity` tags, one per block, right after the bitmaps: a word the layer above keeps
     /// for each block it holds (the heap says there which page a block belongs to). Zero for a
     /// free block; the holder of a block run writes its tags and zeroes them before releasing it.
     tags: NonNull<AtomicU32>,
@@ -125,12 +131,13 @@ impl Arena {
     /// Writes a new arena descriptor and its bitmaps at `place`.
     ///
     /// # Safety
-    /// `place` is zeroed, writable memory of `Arena::meta_size(init.size >> init.block_shift,
-    /// init.pinned)` bytes, aligned for `Arena`, that nobody else uses; `init.start` points to
-    /// `init.size` bytes that belong to the new arena.
+    /// `place` is zeroed, writable memory of `Arena::meta_size(init.capacity, init.pinned)` bytes,
+    /// aligned for `Arena`, that nobody else uses; `init.start` points to `init.size` bytes that
+    /// belong to the new arena.
     pub unsafe fn init(place: NonNull<u8>, init: ArenaInit) -> NonNull<Arena> {
         let block_count = init.size >> init.block_shift;
-        let field_count = Self::field_count(block_count);
+        let capacity = init.capacity.max(block_count);
+        let field_count = Self::field_count(capacity);
         let arena = place.cast::<Arena>();
         // SAFETY: `place` is large enough for the descriptor followed by the bitmaps and the tags
         // (caller), and a descriptor's size is a multiple of its alignment, which is at least
@@ -146,7 +153,8 @@ impl Arena {
                 id: init.id,
                 start: init.start,
                 block_shift: init.block_shift,
-                block_count,
+                block_count: AtomicUsize::new(block_count),
+                capacity,
                 field_count,
                 exclusive: init.exclusive,
                 pinned: init.pinned,
@@ -171,9 +179,10 @@ impl Arena {
                 field.store(0, Ordering::Relaxed);
             }
         }
-        let padding = self.field_count * FIELD_BITS - self.block_count;
+        let count = self.block_count();
+        let padding = self.field_count * FIELD_BITS - count;
         if padding > 0 {
-            self.in_use().claim(self.block_count, padding);
+            self.in_use().claim(count, padding);
         }
         if !zero {
             self.dirty().claim(0, self.field_count * FIELD_BITS);
@@ -220,8 +229,8 @@ impl Arena {
     /// Blocks committed now.
     pub fn committed_blocks(&self) -> usize {
         match self.committed() {
-            None => self.block_count,
-            Some(committed) => (0..self.block_count)
+            None => self.block_count(),
+            Some(committed) => (0..self.block_count())
                 .filter(|&block| committed.is_set(block))
                 .count(),
         }
@@ -230,9 +239,9 @@ impl Arena {
     /// The block tags (see the field's invariant).
     #[inline(always)]
     pub fn tags(&self) -> &[AtomicU32] {
-        // SAFETY: `tags` points to `block_count` initialised atomics that live as long as the
+        // SAFETY: `tags` points to `capacity` initialised atomics that live as long as the
         // descriptor (see `init`).
-        unsafe { core::slice::from_raw_parts(self.tags.as_ptr(), self.block_count) }
+        unsafe { core::slice::from_raw_parts(self.tags.as_ptr(), self.capacity) }
     }
 
     /// The in-use bitmap.
@@ -266,8 +275,46 @@ impl Arena {
     }
 
     /// Number of usable blocks.
+    #[inline(always)]
     pub fn block_count(&self) -> usize {
-        self.block_count
+        // Relaxed: a thread that holds a pointer into grown blocks got it, through some
+        // synchronisation, from the claim that followed the growth, so it sees the new count.
+        self.block_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of blocks the arena can grow to.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// One past the last byte.
+    pub fn end(&self) -> usize {
+        self.start.addr().get() + self.size()
+    }
+
+    /// Adds the `blocks` blocks that follow the arena's last one, making them free (and dirty
+    /// unless `zero`). Returns `false`, changing nothing, when the arena has no room for them or is
+    /// not pinned (an arena with commit state does not grow).
+    ///
+    /// # Safety
+    /// The `blocks << block_shift` bytes right after the arena's end are committed memory that
+    /// now belongs to the arena, reachable from the arena's start pointer; no other thread grows
+    /// this arena at the same time.
+    pub unsafe fn grow(&self, blocks: usize, zero: bool) -> bool {
+        let old = self.block_count();
+        if !self.pinned || blocks == 0 || blocks > self.capacity - old {
+            return false;
+        }
+        if zero {
+            self.dirty().unclaim(old, blocks);
+        } else {
+            self.dirty().claim(old, blocks);
+        }
+        self.block_count.store(old + blocks, Ordering::Release);
+        // Last, with release: whoever claims one of the new blocks sees the count and the dirty
+        // bits above.
+        self.in_use().unclaim(old, blocks);
+        true
     }
 
     /// The first byte.
@@ -277,13 +324,13 @@ impl Arena {
 
     /// Size in bytes.
     pub fn size(&self) -> usize {
-        self.block_count << self.block_shift
+        self.block_count() << self.block_shift
     }
 
     /// The first byte of block `block` (`block <= block_count`).
     #[inline]
     pub fn block_ptr(&self, block: usize) -> NonNull<u8> {
-        debug_assert!(block <= self.block_count);
+        debug_assert!(block <= self.block_count());
         // SAFETY: `block <= block_count`, so the offset is inside the arena or one past its end.
         unsafe { self.start.add(block << self.block_shift) }
     }
@@ -339,7 +386,7 @@ impl Arena {
         commit: bool,
         backend: &B,
     ) -> Option<Claimed> {
-        if blocks == 0 || blocks > self.block_count {
+        if blocks == 0 || blocks > self.block_count() {
             return None;
         }
         let in_use = self.in_use();
@@ -434,7 +481,7 @@ impl Arena {
         backend: &B,
     ) -> Option<bool> {
         let from = block.checked_add(blocks)?;
-        if extra == 0 || from.checked_add(extra)? > self.block_count {
+        if extra == 0 || from.checked_add(extra)? > self.block_count() {
             return None;
         }
         if !self.in_use().try_claim(from, extra) {
@@ -452,7 +499,7 @@ impl Arena {
     /// Gives back the last blocks of the run `[block, block + blocks)`, which the caller holds,
     /// keeping the first `keep` (at least one).
     pub fn shrink(&self, block: usize, blocks: usize, keep: usize) {
-        debug_assert!(keep >= 1 && keep <= blocks && block + blocks <= self.block_count);
+        debug_assert!(keep >= 1 && keep <= blocks && block + blocks <= self.block_count());
         if keep < blocks {
             self.in_use().unclaim(block + keep, blocks - keep);
             self.lower_hint(block + keep);
@@ -468,7 +515,7 @@ impl Arena {
         let step = align >> self.block_shift;
         let in_use = self.in_use();
         let mut block = first;
-        while block.checked_add(blocks)? <= self.block_count {
+        while block.checked_add(blocks)? <= self.block_count() {
             if !in_use.is_any_claimed(block, blocks) && in_use.try_claim(block, blocks) {
                 return Some(block);
             }
@@ -482,7 +529,7 @@ impl Arena {
     /// block of it is in use. Otherwise nothing changes and the answer is `false`.
     #[inline(always)]
     pub fn release(&self, ptr: NonNull<u8>, block: usize, size: usize) -> bool {
-        if block >= self.block_count
+        if block >= self.block_count()
             || ptr.addr().get() != self.start.addr().get() + (block << self.block_shift)
         {
             return false;
@@ -490,7 +537,7 @@ impl Arena {
         // `size == 0` wraps to a block count larger than any arena, refused below.
         let blocks = (size.wrapping_sub(1) >> self.block_shift) + 1;
         let released =
-            blocks <= self.block_count - block && self.in_use().try_unclaim(block, blocks);
+            blocks <= self.block_count() - block && self.in_use().try_unclaim(block, blocks);
         if released {
             self.lower_hint(block);
         }
@@ -512,12 +559,12 @@ impl Arena {
     /// for a block in use and `.` for a free one, block 0 first.
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         let in_use = self.in_use();
-        let used = in_use.count_set() - (self.field_count * FIELD_BITS - self.block_count);
+        let used = in_use.count_set() - (self.field_count * FIELD_BITS - self.block_count());
         writeln!(
             out,
             "arena {}: {} blocks of {} bytes at {:#x}, {} field{}{}{}",
             self.id.get(),
-            self.block_count,
+            self.block_count(),
             self.block_size(),
             self.start.addr().get(),
             self.field_count,
@@ -527,13 +574,13 @@ impl Arena {
         )?;
         for (f, field) in in_use.fields().iter().enumerate() {
             let bits = field.load(Ordering::Relaxed);
-            let end = (self.block_count - f * FIELD_BITS).min(FIELD_BITS);
+            let end = (self.block_count() - f * FIELD_BITS).min(FIELD_BITS);
             out.write_str("  ")?;
             for bit in 0..end {
                 out.write_char(if bits & (1 << bit) != 0 { 'x' } else { '.' })?;
             }
             out.write_char('\n')?;
         }
-        writeln!(out, "  in use: {used} of {} blocks", self.block_count)
+        writeln!(out, "  in use: {used} of {} blocks", self.block_count())
     }
 }

@@ -21,7 +21,8 @@ pub struct Config {
     pub block_size: usize,
     /// Size of an arena reserved on demand when no arena has room (0: never reserve, go to the
     /// backend directly). Divided by 4 on backends without virtual reserve, and doubled for every 8
-    /// arenas that exist already.
+    /// arenas that exist already. Over a backend that grows in place (a break pointer) it is the
+    /// size an arena may grow to, a little at a time, as the program asks.
     pub arena_reserve: usize,
     /// Delay before freed blocks are purged: below 0 never, 0 at once. Multiplied by
     /// [`arena_purge_mult`](Self::arena_purge_mult).
@@ -42,9 +43,9 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 impl Config {
-    /// For wasm32 modules: 4 KiB blocks, 4 MiB arenas (1 MiB at a time, as linear memory cannot be
-    /// reserved without being grown; `memory.grow` adds the 64 KiB pages behind them), no purging
-    /// (linear memory never shrinks).
+    /// For wasm32 modules: 4 KiB blocks, arenas of up to 4 MiB that `WasmGrow` grows as the
+    /// program asks (linear memory cannot be reserved without being grown, so it grows by what is
+    /// needed, 64 KiB pages at a time), no purging (linear memory never shrinks).
     pub const WASM: Config = Config {
         block_size: 4 * KIB,
         arena_reserve: 4 * MIB,
@@ -55,8 +56,9 @@ impl Config {
         small_limit: 32 * KIB,
     };
 
-    /// For firmware with tens or hundreds of KiB of RAM: 256-byte blocks, 64 KiB arenas (16 KiB at
-    /// a time without virtual reserve), no purging.
+    /// For firmware with tens or hundreds of KiB of RAM: 256-byte blocks, arenas of up to 64 KiB
+    /// (grown over `Sbrk`'s break as the program asks; 16 KiB at a time from a backend that neither
+    /// grows in place nor reserves virtually), no purging.
     pub const EMBEDDED: Config = Config {
         block_size: 256,
         arena_reserve: 64 * KIB,

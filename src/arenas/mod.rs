@@ -18,7 +18,7 @@ pub use report::ArenaStats;
 pub use reserve::ReserveError;
 
 use crate::arena::Arena;
-use crate::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use crate::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use crate::backend::{align_up, OsBackend, Region};
 use crate::config::Config;
 use crate::error::{ErrorHook, FreeError, FreeErrorKind};
@@ -51,6 +51,11 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     /// The address of `self` when it first handed out memory (0 before): every pointer in `table`
     /// may point into `self.meta`, so the registry works only there.
     home: AtomicUsize,
+    /// For a backend that grows in place: slot + 1 of the arena that new memory may extend (the
+    /// last one reserved on demand), or 0. Read and written only while `growing` is held.
+    growable: AtomicUsize,
+    /// Held while an arena is reserved or grown on demand over a backend that grows in place.
+    growing: AtomicBool,
     report: Report,
 }
 
@@ -69,6 +74,8 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             order: AddressOrder::new(),
             meta: MetaArea::new(),
             home: AtomicUsize::new(0),
+            growable: AtomicUsize::new(0),
+            growing: AtomicBool::new(false),
             report: Report::new(),
         }
     }
@@ -455,6 +462,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         }
         self.order.retain(|slot| self.slot(slot).is_some());
         if kept == 0 {
+            self.growable.store(0, Ordering::Relaxed);
             self.count.store(0, Ordering::Release);
             // SAFETY: no descriptor is published any more, so no piece of the area is in use.
             unsafe { self.meta.reset() };

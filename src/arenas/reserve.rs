@@ -60,7 +60,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             .backend
             .alloc(size, self.block_size(), commit)
             .ok_or(ReserveError::OutOfMemory)?;
-        let added = self.add(region, exclusive, true);
+        let added = self.add(region, exclusive, true, 0);
         if added.is_err() {
             // SAFETY: the region came from this backend just now and was never handed out.
             unsafe { self.backend.free(region) };
@@ -94,27 +94,30 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             zeroed: zero,
             pinned,
         };
-        self.add(memory, exclusive, false)
+        self.add(memory, exclusive, false, 0)
     }
 
     /// Reserves an arena that can hold `bytes` aligned to `align`, following the seed's policy:
     /// `arena_reserve` bytes, a quarter of that without virtual reserve, doubled for every 8 arenas
     /// that exist (from 8 to 128), and none at all when that is still too small or the table is
     /// nearly full.
+    ///
+    /// A backend that grows in place (a break pointer) is asked for just what the request needs:
+    /// see [`grow_on_demand`](Self::grow_on_demand).
     pub(super) fn reserve_on_demand(&self, bytes: usize, align: usize) -> Option<ArenaId> {
         let count = self.count.load(Ordering::Acquire);
         if count + KEEP_FREE_SLOTS > MAX_ARENAS || self.config.arena_reserve == 0 {
             return None;
         }
+        let needed = bytes.checked_add(align.saturating_sub(self.block_size()))?;
+        if self.backend.grows_in_place() && !self.backend.can_free() {
+            return self.grow_on_demand(needed, count);
+        }
         let mut reserve = self.config.arena_reserve;
         if !self.backend.has_virtual_reserve() {
             reserve /= 4;
         }
-        let mut reserve = align_up(reserve.max(1), self.block_size())?;
-        if (8..=128).contains(&count) {
-            reserve = reserve.checked_mul(1 << (count / 8))?;
-        }
-        let needed = bytes.checked_add(align.saturating_sub(self.block_size()))?;
+        let reserve = self.scaled(reserve, count)?;
         if reserve < needed {
             return None;
         }
@@ -126,9 +129,80 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         self.reserve(reserve, commit, false).ok()
     }
 
+    /// `bytes` rounded up to whole blocks and doubled for every 8 arenas that exist (from 8 to
+    /// 128): the seed's growth of arena sizes.
+    fn scaled(&self, bytes: usize, count: usize) -> Option<usize> {
+        let bytes = align_up(bytes.max(1), self.block_size())?;
+        if (8..=128).contains(&count) {
+            bytes.checked_mul(1 << (count / 8))
+        } else {
+            Some(bytes)
+        }
+    }
+
+    /// Room for `needed` more bytes (whole blocks) over a backend that grows in place: the last
+    /// arena grows over just that much new memory when the memory follows it and the arena has
+    /// room; else a new arena starts over new memory, with room to grow to the reserve size (and
+    /// its metadata in the static area or its own first blocks, never between it and its growth).
+    /// So memory grows by what the program asks for, in a few arenas.
+    fn grow_on_demand(&self, needed: usize, count: usize) -> Option<ArenaId> {
+        while self
+            .growing
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        let grown = self.grow_locked(needed, count);
+        self.growing.store(false, Ordering::Release);
+        grown
+    }
+
+    /// [`grow_on_demand`](Self::grow_on_demand) with `growing` held.
+    fn grow_locked(&self, needed: usize, count: usize) -> Option<ArenaId> {
+        let block_size = self.block_size();
+        let shift = self.block_shift();
+        let last = self.growable.load(Ordering::Relaxed).checked_sub(1);
+        if let Some(arena) = last.and_then(|index| self.slot(index)) {
+            if arena.capacity() - arena.block_count() >= needed >> shift {
+                let region = self.backend.alloc(needed, block_size, true)?;
+                if region.ptr.addr().get() == arena.end() {
+                    // SAFETY: the region is committed, belongs to the registry now and starts right
+                    // at the arena's end; a backend that grows in place hands out one break's memory,
+                    // reachable from the arena's start; `growing` is held.
+                    if unsafe { arena.grow(region.size >> shift, region.zeroed) } {
+                        return Some(arena.id);
+                    }
+                }
+                // Something else took the memory after the arena: it grows no more, and the new
+                // memory becomes an arena of its own.
+                self.growable.store(0, Ordering::Relaxed);
+                return self.add(region, false, true, 0).ok();
+            }
+        }
+        let capacity = self.scaled(self.config.arena_reserve, count)?.max(needed) >> shift;
+        let meta_size = Arena::meta_size(capacity, true)?;
+        let meta_blocks = meta_size.div_ceil(block_size);
+        let region =
+            self.backend
+                .alloc(needed.checked_add(meta_blocks << shift)?, block_size, true)?;
+        let id = self.add(region, false, true, capacity).ok()?;
+        self.growable.store(id.index()? + 1, Ordering::Relaxed);
+        Some(id)
+    }
+
     /// Builds an arena over `memory` and publishes it. An `owned` region came from the backend and
-    /// goes back to it when the arena is destroyed; memory the user manages does not.
-    fn add(&self, memory: Region, exclusive: bool, owned: bool) -> Result<ArenaId, ReserveError> {
+    /// goes back to it when the arena is destroyed; memory the user manages does not. The arena can
+    /// later grow to `capacity` blocks; its metadata then never comes from a backend region of its
+    /// own (which would sit right where the arena is to grow), but from the static area or the
+    /// memory's first blocks.
+    fn add(
+        &self,
+        memory: Region,
+        exclusive: bool,
+        owned: bool,
+        capacity: usize,
+    ) -> Result<ArenaId, ReserveError> {
         let Region {
             ptr: start,
             size,
@@ -147,8 +221,17 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         // memory, derived from its start.
         let mut start = unsafe { start.add(skip) };
 
-        let meta_size = Arena::meta_size(blocks, pinned).ok_or(ReserveError::NoMetadata)?;
-        let (place, meta_region) = match self.alloc_meta(meta_size) {
+        let capacity = capacity.max(blocks);
+        let meta_size = Arena::meta_size(capacity, pinned).ok_or(ReserveError::NoMetadata)?;
+        let meta = if capacity > blocks {
+            self.meta
+                .alloc_zeroed(meta_size)
+                .map(|place| (place, None))
+                .ok_or(ReserveError::NoMetadata)
+        } else {
+            self.alloc_meta(meta_size)
+        };
+        let (place, meta_region) = match meta {
             Ok(found) => found,
             // Neither the static area nor the backend has room: the arena's own first blocks hold
             // its metadata, if the memory is committed (so it can be written now).
@@ -190,6 +273,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
                     id,
                     start,
                     size: blocks << self.block_shift(),
+                    capacity,
                     block_shift: self.block_shift(),
                     region: owned.then_some(memory),
                     committed,

@@ -85,3 +85,108 @@ fn mock_registry_commits_on_demand_and_gives_memory_back() {
     assert_eq!(arenas.backend().verify_poison(), Ok(()));
     drop(buffer);
 }
+
+/// A break-pointer backend over a buffer of `len` bytes that the test owns.
+fn sbrk_over(buffer: &mut Vec<u64>) -> crate::Sbrk {
+    let len = buffer.len() * 8;
+    // SAFETY: the buffer outlives the registry in every test below and nothing else touches it.
+    unsafe { crate::Sbrk::from_range(buffer.as_mut_ptr().cast(), len) }
+}
+
+#[test]
+fn a_break_backend_grows_one_arena_by_what_is_asked() {
+    let mut buffer = std::vec![0u64; 64 * 1024 / 8];
+    let arenas: Arenas<crate::Sbrk, 8, 1024> = Arenas::new(sbrk_over(&mut buffer), CONFIG);
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let a = arenas.alloc(256, 8, true, ArenaId::ANY).unwrap();
+        assert!(
+            !a.memid.initially_zero,
+            "RAM under a break is not known zero"
+        );
+        // SAFETY: the allocation is ours and committed.
+        unsafe { a.ptr.as_ptr().write_bytes(i as u8, a.size) };
+        held.push((a, i as u8));
+        assert_eq!(
+            arenas.arena_count(),
+            1,
+            "the arena grows instead of adding arenas"
+        );
+        // The break moved by the blocks handed out so far, plus the metadata's blocks.
+        let used = 64 * 1024 - arenas.backend().remaining();
+        let meta_blocks = used / 256 - (i + 1);
+        assert!(meta_blocks <= 2, "break at {used} after {} blocks", i + 1);
+    }
+    for (a, fill) in &held {
+        // SAFETY: still ours.
+        let bytes = unsafe { core::slice::from_raw_parts(a.ptr.as_ptr(), a.size) };
+        assert!(bytes.iter().all(|b| b == fill), "allocations overlap");
+    }
+    for (a, _) in &held {
+        // SAFETY: not used any more.
+        unsafe { arenas.free(a) }.unwrap();
+    }
+    // Freed blocks serve again: the break stays where it is.
+    let before = arenas.backend().remaining();
+    let again = arenas.alloc(256 * 20, 8, true, ArenaId::ANY).unwrap();
+    assert_eq!(arenas.backend().remaining(), before);
+    // SAFETY: not used any more.
+    unsafe { arenas.free(&again) }.unwrap();
+    assert_eq!(arenas.stats().blocks_in_use, 0);
+}
+
+#[test]
+fn a_full_arena_is_followed_by_a_new_one_and_foreign_memory_is_skipped() {
+    let mut buffer = std::vec![0u64; 64 * 1024 / 8];
+    let arenas: Arenas<crate::Sbrk, 8, 1024> = Arenas::new(sbrk_over(&mut buffer), CONFIG);
+    // CONFIG's arenas grow to 8 KiB (32 blocks), and a little more when their first memory
+    // holds more than that.
+    let mut held = std::vec![arenas.alloc(8 * 1024, 8, true, ArenaId::ANY).unwrap()];
+    assert_eq!(arenas.arena_count(), 1);
+    while arenas.arena_count() == 1 {
+        held.push(arenas.alloc(256, 8, true, ArenaId::ANY).unwrap());
+        assert!(held.len() < 8, "the first arena grows past its capacity");
+    }
+    // Somebody else moves the break: the second arena cannot grow over that memory.
+    let foreign = crate::OsBackend::alloc(arenas.backend(), 1000, 8, false).unwrap();
+    // SAFETY: the foreign region is the test's.
+    unsafe { foreign.ptr.as_ptr().write_bytes(0xEE, 1000) };
+    for _ in 0..40 {
+        held.push(arenas.alloc(256, 8, true, ArenaId::ANY).unwrap());
+    }
+    let foreign_range = foreign.ptr.addr().get()..foreign.ptr.addr().get() + 1000;
+    for a in &held {
+        let range = a.ptr.addr().get()..a.ptr.addr().get() + a.size;
+        assert!(
+            range.end <= foreign_range.start || range.start >= foreign_range.end,
+            "an allocation overlaps memory the registry never got"
+        );
+        // SAFETY: ours.
+        unsafe { a.ptr.as_ptr().write_bytes(1, a.size) };
+    }
+    // SAFETY: the foreign region is the test's, untouched by the registry.
+    let kept = unsafe { core::slice::from_raw_parts(foreign.ptr.as_ptr(), 1000) };
+    assert!(kept.iter().all(|&b| b == 0xEE));
+    for a in &held {
+        // SAFETY: not used any more.
+        unsafe { arenas.free(a) }.unwrap();
+    }
+    assert_eq!(arenas.stats().blocks_in_use, 0);
+}
+
+#[test]
+fn a_grown_arena_runs_out_cleanly_at_the_end_of_the_break() {
+    let mut buffer = std::vec![0u64; 16 * 1024 / 8];
+    let arenas: Arenas<crate::Sbrk, 8, 1024> = Arenas::new(sbrk_over(&mut buffer), CONFIG);
+    let mut held = Vec::new();
+    while let Some(a) = arenas.alloc(512, 8, true, ArenaId::ANY) {
+        held.push(a);
+    }
+    // 16 KiB of break, less metadata and the odd block: nearly all of it handed out.
+    assert!(held.len() * 512 >= 14 * 1024, "{} runs", held.len());
+    for a in &held {
+        // SAFETY: not used any more.
+        unsafe { arenas.free(a) }.unwrap();
+    }
+    assert!(arenas.alloc(512, 8, true, ArenaId::ANY).is_some());
+}
