@@ -558,13 +558,15 @@ impl Arena {
     /// Writes the arena's part of the arena map: a header, then one line per in-use field, with `x`
     /// for a block in use and `.` for a free one, block 0 first.
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        // Read once: writing the map may allocate, and so grow the arena, while it is written.
+        let count = self.block_count();
         let in_use = self.in_use();
-        let used = in_use.count_set() - (self.field_count * FIELD_BITS - self.block_count());
+        let used = (0..count).filter(|&block| in_use.is_set(block)).count();
         writeln!(
             out,
             "arena {}: {} blocks of {} bytes at {:#x}, {} field{}{}{}",
             self.id.get(),
-            self.block_count(),
+            count,
             self.block_size(),
             self.start.addr().get(),
             self.field_count,
@@ -572,15 +574,19 @@ impl Arena {
             if self.exclusive { ", exclusive" } else { "" },
             if self.pinned { ", pinned" } else { "" },
         )?;
-        for (f, field) in in_use.fields().iter().enumerate() {
+        if self.capacity > count {
+            writeln!(out, "  grows to {} blocks", self.capacity)?;
+        }
+        let shown = count.div_ceil(FIELD_BITS);
+        for (f, field) in in_use.fields().iter().enumerate().take(shown) {
             let bits = field.load(Ordering::Relaxed);
-            let end = (self.block_count() - f * FIELD_BITS).min(FIELD_BITS);
+            let end = (count - f * FIELD_BITS).min(FIELD_BITS);
             out.write_str("  ")?;
             for bit in 0..end {
                 out.write_char(if bits & (1 << bit) != 0 { 'x' } else { '.' })?;
             }
             out.write_char('\n')?;
         }
-        writeln!(out, "  in use: {used} of {} blocks", self.block_count())
+        writeln!(out, "  in use: {used} of {count} blocks")
     }
 }

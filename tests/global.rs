@@ -1,12 +1,22 @@
 //! quarry-alloc installed as the real `#[global_allocator]` of this test program: std's collections,
-//! strings, formatting and threads all allocate through it.
+//! strings, formatting and threads (on wasm32-wasip1, which has none: workers taking turns) all
+//! allocate through it.
 
-use quarry_alloc::{Config, Quarry, StaticBuffer};
+use quarry_alloc::{Config, Quarry};
 use std::collections::{BTreeMap, HashMap};
+#[cfg(not(target_os = "wasi"))]
 use std::sync::mpsc;
 
+#[cfg(not(target_arch = "wasm32"))]
 #[global_allocator]
-static GLOBAL: Quarry<StaticBuffer<{ 256 << 20 }>> = Quarry::new(StaticBuffer::new(), Config::HOST);
+static GLOBAL: Quarry<quarry_alloc::StaticBuffer<{ 256 << 20 }>> =
+    Quarry::new(quarry_alloc::StaticBuffer::new(), Config::HOST);
+
+/// On wasm, the heap grows with `memory.grow`, as a wasm module's would.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static GLOBAL: Quarry<quarry_alloc::WasmGrow> =
+    Quarry::new(quarry_alloc::WasmGrow::new(), Config::WASM);
 
 #[test]
 fn collections_strings_and_formatting() {
@@ -43,46 +53,79 @@ fn collections_strings_and_formatting() {
     assert_eq!(after.errors(), 0);
 }
 
+const WORKERS: usize = 4;
+const OPS: usize = 100_000;
+
+/// One of the workers that pass boxes around a ring: each step makes a box, sends every other one to
+/// the next worker (or frees it when that worker's inbox is full), keeps up to 64 of the rest, and
+/// checks every box it receives.
+struct Worker {
+    kept: Vec<Box<[u8]>>,
+    seed: u32,
+}
+
+impl Worker {
+    fn new(index: usize) -> Self {
+        Worker {
+            kept: Vec::new(),
+            seed: 0x9E37_79B9u32.wrapping_mul(index as u32 + 1),
+        }
+    }
+
+    fn step(
+        &mut self,
+        i: usize,
+        send: impl FnOnce(Box<[u8]>),
+        mut receive: impl FnMut() -> Option<Box<[u8]>>,
+    ) {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 17;
+        self.seed ^= self.seed << 5;
+        let size = 1 + (self.seed as usize % 2000);
+        let boxed = vec![(i % 251) as u8; size].into_boxed_slice();
+        if i % 2 == 0 {
+            send(boxed);
+        } else {
+            self.kept.push(boxed);
+        }
+        if self.kept.len() > 64 {
+            self.kept.swap_remove(self.seed as usize % self.kept.len());
+        }
+        while let Some(received) = receive() {
+            let first = received[0];
+            assert!(received.iter().all(|&b| b == first), "a box was corrupted");
+        }
+    }
+}
+
+fn check_after_workers() {
+    let stats = GLOBAL.stats();
+    assert_eq!(stats.errors(), 0);
+    assert!(stats.allocations >= (WORKERS * OPS) as u64);
+    assert!(
+        stats.reserved_bytes < 64 << 20,
+        "a few MiB live need no more than that: {stats:?}"
+    );
+}
+
+#[cfg(not(target_os = "wasi"))]
 #[test]
 fn four_threads_pass_boxes_to_each_other() {
-    const THREADS: usize = 4;
-    const OPS: usize = 100_000;
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS)
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..WORKERS)
         .map(|_| mpsc::sync_channel::<Box<[u8]>>(1024))
         .unzip();
     let handles: Vec<_> = receivers
         .into_iter()
         .enumerate()
         .map(|(t, inbox)| {
-            let next = senders[(t + 1) % THREADS].clone();
+            let next = senders[(t + 1) % WORKERS].clone();
             std::thread::spawn(move || {
-                let mut kept: Vec<Box<[u8]>> = Vec::new();
-                let mut seed = 0x9E37_79B9u32.wrapping_mul(t as u32 + 1);
+                let mut worker = Worker::new(t);
                 for i in 0..OPS {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    let size = 1 + (seed as usize % 2000);
-                    let boxed = vec![(i % 251) as u8; size].into_boxed_slice();
-                    if i % 2 == 0 {
-                        // A full inbox (its thread is busy): the box is freed here instead.
-                        match next.try_send(boxed) {
-                            Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
-                            Err(mpsc::TrySendError::Disconnected(_)) => {}
-                        }
-                    } else {
-                        kept.push(boxed);
-                    }
-                    if kept.len() > 64 {
-                        kept.swap_remove(seed as usize % kept.len());
-                    }
-                    while let Ok(received) = inbox.try_recv() {
-                        let first = received[0];
-                        assert!(received.iter().all(|&b| b == first), "a box was corrupted");
-                    }
+                    // A full inbox (its thread is busy): the box is freed here instead.
+                    let send = |boxed| drop(next.try_send(boxed));
+                    worker.step(i, send, || inbox.try_recv().ok());
                 }
-                drop(next);
-                kept.len()
             })
         })
         .collect();
@@ -90,11 +133,26 @@ fn four_threads_pass_boxes_to_each_other() {
     for h in handles {
         h.join().expect("no thread panicked");
     }
-    let stats = GLOBAL.stats();
-    assert_eq!(stats.errors(), 0);
-    assert!(stats.allocations >= (THREADS * OPS) as u64);
-    assert!(
-        stats.reserved_bytes < 64 << 20,
-        "a few MiB live need no more than that: {stats:?}"
-    );
+    check_after_workers();
+}
+
+/// wasm32-wasip1 has no threads: the same four workers take turns, one step each.
+#[cfg(target_os = "wasi")]
+#[test]
+fn four_workers_pass_boxes_to_each_other_in_turns() {
+    use std::collections::VecDeque;
+    let mut inboxes: Vec<VecDeque<Box<[u8]>>> = (0..WORKERS).map(|_| VecDeque::new()).collect();
+    let mut workers: Vec<Worker> = (0..WORKERS).map(Worker::new).collect();
+    for i in 0..OPS {
+        for (t, worker) in workers.iter_mut().enumerate() {
+            let mut outgoing = None;
+            worker.step(i, |boxed| outgoing = Some(boxed), || inboxes[t].pop_front());
+            let next = &mut inboxes[(t + 1) % WORKERS];
+            if let Some(boxed) = outgoing.filter(|_| next.len() < 1024) {
+                next.push_back(boxed);
+            }
+        }
+    }
+    drop(workers);
+    check_after_workers();
 }
