@@ -17,9 +17,9 @@ mod meta;
 pub mod sync;
 
 pub use arenas::{ArenaStats, Arenas, ReserveError};
-pub use backend::{OsBackend, Region, Sbrk, StaticBuffer};
 #[cfg(target_arch = "wasm32")]
 pub use backend::WasmGrow;
+pub use backend::{OsBackend, Region, Sbrk, StaticBuffer};
 pub use config::{Config, EagerCommit};
 pub use error::{ErrorHook, FreeError, FreeErrorKind};
 pub use global::{Quarry, Stats};

@@ -50,9 +50,7 @@ fn ensure_wasmtime() -> Result {
         return Ok(());
     }
     println!("wasmtime: installing {WASMTIME} (a long build, once)");
-    Cmd::cargo()
-        .args(["install", "--locked", WASMTIME])
-        .run()
+    Cmd::cargo().args(["install", "--locked", WASMTIME]).run()
 }
 
 /// Installs the Debian packages whose programs are missing: `(program, package)` pairs.
