@@ -28,18 +28,19 @@ pub fn demo() -> Cmd {
 /// The integration tests on wasm (the global-allocator one included), each test program a wasm
 /// module run by wasmtime.
 pub fn integration_tests() -> Cmd {
-    Cmd::cargo().args([
-        "test", "--target", TARGET, "--test", "global", "--test", "registry", "--test", "shadow",
-    ])
+    Cmd::cargo()
+        .args(["test", "--target", TARGET])
+        .args(["--test", "global", "--test", "registry", "--test", "shadow"])
 }
 
-/// Linear memory growth and out of memory, under a wasmtime that caps memory at `MAX_MEMORY`
-/// and tells the test so.
+/// Linear memory growth, and out of memory, under a wasmtime that caps memory at `MAX_MEMORY`
+/// and tells the tests so (release: a million operations at steady state).
 pub fn memory_tests() -> Cmd {
     let runner = format!(
         "wasmtime run -W max-memory-size={MAX_MEMORY} --env QUARRY_MAX_MEMORY={MAX_MEMORY}"
     );
     Cmd::cargo()
-        .args(["test", "--release", "--target", TARGET, "--test", "wasm_memory"])
+        .args(["test", "--release", "--target", TARGET])
+        .args(["--test", "wasm_memory", "--test", "wasm_oom"])
         .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", &runner)
 }
