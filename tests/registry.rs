@@ -7,7 +7,6 @@ use quarry_alloc::{
     ReserveError,
 };
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 const KIB: usize = 1024;
@@ -492,6 +491,7 @@ fn a_moved_registry_refuses_to_work() {
 #[cfg(not(target_os = "wasi"))]
 #[test]
 fn many_threads_allocate_and_free_in_shared_arenas() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let arenas = registry(16 << 20);
     let owners: Vec<AtomicUsize> = (0..4096).map(|_| AtomicUsize::new(0)).collect();
     std::thread::scope(|s| {
