@@ -6,6 +6,7 @@ mod ci;
 mod cmd;
 mod install;
 mod run;
+mod wasm_bench;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ commands:
                cross-target checks, loom and Miri; stops at the first failure
   ci --quick   the same without the (slow) loom and Miri steps
   run          run the demos (host: arena engine demo)
+  bench-wasm   wasm speed and size benchmarks into target/wasm-bench.md [--quick]
   help         print this message
 
 Both `ci` and `run` first install the rustup toolchains, components and
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         ["ci"] => ci::ci(false),
         ["ci", "--quick"] => ci::ci(true),
         ["run"] => run::run(),
+        ["bench-wasm"] | ["bench-wasm", "--quick"] => wasm_bench::bench_wasm(args.len() == 2),
         _ => {
             eprintln!(
                 "error: unknown command or option `{}`\n\n{USAGE}",
