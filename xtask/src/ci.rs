@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
-use crate::{install, Result};
+use crate::{firmware, install, Result};
 
 /// Where Miri runs the library's unit tests: the host (`None`) and a 32-bit target.
 const MIRI_TARGETS: &[Option<&str>] = &[None, Some("i686-unknown-linux-gnu")];
@@ -66,6 +66,10 @@ fn steps(quick: bool) -> Vec<Step> {
                 "check -p quarry-alloc --features critical-section --target {target}"
             )),
         ));
+    }
+    // The firmware, built for each board and run under qemu.
+    for run in firmware::RUNS {
+        steps.push(Step::new(run.name(), || run.run()));
     }
 
     if quick {

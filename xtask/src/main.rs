@@ -4,6 +4,7 @@
 
 mod ci;
 mod cmd;
+mod firmware;
 mod install;
 mod run;
 mod wasm_bench;

@@ -1,12 +1,12 @@
 //! `cargo xtask run`: the demos, one after another.
 
 use crate::cmd::Cmd;
-use crate::{install, Result};
+use crate::{firmware, install, Result};
 
 /// The demos: a header for the log, and the command that runs the demo.
-/// The wasm (wasmtime) and qemu demos will be more entries here.
+/// The wasm (wasmtime) demos will be more entries here.
 fn demos() -> Vec<(&'static str, Cmd)> {
-    vec![
+    let mut demos = vec![
         (
             "host: quarry-alloc as the global allocator of a 4-thread program",
             Cmd::cargo().args(["run", "--release", "--example", "global_host"]),
@@ -15,7 +15,10 @@ fn demos() -> Vec<(&'static str, Cmd)> {
             "host: the arena engine on its own (block runs, exclusive arena, a refused free)",
             Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
         ),
-    ]
+    ];
+    // The firmware under qemu, one entry per board.
+    demos.extend(firmware::RUNS.iter().map(|run| (run.demo, run.cmd())));
+    demos
 }
 
 pub fn run() -> Result {
