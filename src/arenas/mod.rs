@@ -191,14 +191,39 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
 
     #[cold]
     fn alloc_in_new_arena(&self, bytes: usize, blocks: usize, align: usize) -> Option<Allocation> {
-        let id = match self.reserve_on_demand(bytes, align) {
-            Some(id) => id,
-            None => {
-                let size = bytes.checked_add(align.saturating_sub(self.block_size()))?;
-                self.reserve(size, false, false).ok()?
-            }
-        };
+        if let Some(found) = self.reserve_and_claim(bytes, blocks, align, true) {
+            return Some(found);
+        }
+        let size = bytes.checked_add(align.saturating_sub(self.block_size()))?;
+        let id = self.reserve(size, false, false).ok()?;
         self.try_arena(id.index()?, blocks, align, true, ArenaId::ANY)
+    }
+
+    /// Reserves (or grows) an arena on demand and claims the run there. Other threads may claim
+    /// the new memory first (a grown arena has just what this request needs): then every arena is
+    /// tried again, and the registry grows again, a few times, as each round some thread got
+    /// memory.
+    #[cold]
+    fn reserve_and_claim(
+        &self,
+        bytes: usize,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+    ) -> Option<Allocation> {
+        const ROUNDS: usize = 8;
+        for _ in 0..ROUNDS {
+            let index = self.reserve_on_demand(bytes, align)?.index()?;
+            if let Some(found) = self.try_arena(index, blocks, align, commit, ArenaId::ANY) {
+                return Some(found);
+            }
+            if let Some(found) = (0..self.slots())
+                .find_map(|i| self.try_arena(i, blocks, align, commit, ArenaId::ANY))
+            {
+                return Some(found);
+            }
+        }
+        None
     }
 
     /// The blocks and bytes of a request, if it is one the registry can serve at all: a size of 1
@@ -230,14 +255,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if arena != ArenaId::ANY {
             return None;
         }
-        if let Some(index) = self
-            .reserve_on_demand(bytes, align)
-            .and_then(ArenaId::index)
-        {
-            let blocks = bytes >> self.block_shift();
-            if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
-                return Some(found);
-            }
+        let blocks = bytes >> self.block_shift();
+        if let Some(found) = self.reserve_and_claim(bytes, blocks, align, commit) {
+            return Some(found);
         }
         if self.config.limit_os_alloc {
             return None;

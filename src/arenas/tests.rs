@@ -190,3 +190,41 @@ fn a_grown_arena_runs_out_cleanly_at_the_end_of_the_break() {
     }
     assert!(arenas.alloc(512, 8, true, ArenaId::ANY).is_some());
 }
+
+#[test]
+fn threads_racing_for_grown_memory_all_get_some() {
+    // Every growth adds just what one request needs, so other threads often claim it first: each
+    // request must still succeed while the buffer has room.
+    let mut buffer = std::vec![0u64; 16 << 20 >> 3];
+    let arenas: Arenas<crate::Sbrk, 8, 1024> =
+        Arenas::new(sbrk_over(&mut buffer), CONFIG.with_arena_reserve(1 << 20));
+    let per_thread = if cfg!(miri) { 20 } else { 2000 };
+    let start = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let (arenas, start) = (&arenas, &start);
+            s.spawn(move || {
+                let mut held = Vec::new();
+                start.wait();
+                for i in 0..per_thread {
+                    let a = arenas
+                        .alloc(256 * (1 + i % 8), 8, true, ArenaId::ANY)
+                        .expect("the buffer has room for every request");
+                    // SAFETY: the allocation is ours and committed.
+                    unsafe { a.ptr.as_ptr().write_bytes(t, a.size) };
+                    held.push(a);
+                }
+                for a in &held {
+                    // SAFETY: still ours.
+                    let bytes = unsafe { core::slice::from_raw_parts(a.ptr.as_ptr(), a.size) };
+                    assert!(bytes.iter().all(|&b| b == t), "allocations overlap");
+                }
+                for a in &held {
+                    // SAFETY: not used any more.
+                    unsafe { arenas.free(a) }.unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(arenas.stats().blocks_in_use, 0);
+}
