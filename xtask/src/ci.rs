@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
-use crate::{firmware, install, Result};
+use crate::{firmware, install, wasm, Result};
 
 /// Where Miri runs the library's unit tests: the host (`None`) and a 32-bit target.
 const MIRI_TARGETS: &[Option<&str>] = &[None, Some("i686-unknown-linux-gnu")];
@@ -47,6 +47,10 @@ fn steps(quick: bool) -> Vec<Step> {
         ),
         Step::cmd("test (host)", cargo("test --workspace")),
         Step::cmd(
+            "test (host, feature unix: the process break)",
+            cargo("test -p quarry-alloc --features unix --lib backend"),
+        ),
+        Step::cmd(
             "build bench (release)",
             cargo("build --release -p quarry-bench"),
         ),
@@ -67,6 +71,16 @@ fn steps(quick: bool) -> Vec<Step> {
             )),
         ));
     }
+    // The integration tests as wasm modules under wasmtime, then linear memory growth and out
+    // of memory under a capped wasmtime.
+    steps.push(Step::cmd(
+        "test wasm32-wasip1 (wasmtime)",
+        wasm::integration_tests(),
+    ));
+    steps.push(Step::cmd(
+        "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
+        wasm::memory_tests(),
+    ));
     // The firmware, built for each board and run under qemu.
     for run in firmware::RUNS {
         steps.push(Step::new(run.name(), || run.run()));

@@ -7,6 +7,7 @@ mod cmd;
 mod firmware;
 mod install;
 mod run;
+mod wasm;
 mod wasm_bench;
 
 use std::process::ExitCode;
@@ -18,15 +19,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci           run the whole check matrix: fmt, clippy, tests, bench build,
-               cross-target checks, loom and Miri; stops at the first failure
+  ci           run the whole check matrix: fmt, clippy, host tests, bench build,
+               cross-target checks, tests on wasm32-wasip1 (wasmtime), the
+               firmware under qemu, loom and Miri; stops at the first failure
   ci --quick   the same without the (slow) loom and Miri steps
-  run          run the demos (host: arena engine demo)
+  run          run the demos: on the host, in wasm32-wasip1 under wasmtime,
+               and as Cortex-M firmware under qemu
   bench-wasm   wasm speed and size benchmarks into target/wasm-bench.md [--quick]
   help         print this message
 
-Both `ci` and `run` first install the rustup toolchains, components and
-targets that are missing.";
+Both `ci` and `run` first install what is missing: rustup toolchains,
+components and targets, wasmtime, qemu-system-arm.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

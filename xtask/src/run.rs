@@ -1,10 +1,9 @@
 //! `cargo xtask run`: the demos, one after another.
 
 use crate::cmd::Cmd;
-use crate::{firmware, install, Result};
+use crate::{firmware, install, wasm, Result};
 
 /// The demos: a header for the log, and the command that runs the demo.
-/// The wasm (wasmtime) demos will be more entries here.
 fn demos() -> Vec<(&'static str, Cmd)> {
     let mut demos = vec![
         (
@@ -14,6 +13,11 @@ fn demos() -> Vec<(&'static str, Cmd)> {
         (
             "host: the arena engine on its own (block runs, exclusive arena, a refused free)",
             Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
+        ),
+        (
+            "wasm32-wasip1 under wasmtime: word frequencies of this project's documents, \
+             the heap growing with memory.grow",
+            wasm::demo(),
         ),
     ];
     // The firmware under qemu, one entry per board.
