@@ -81,3 +81,17 @@ fn a_k_page_allocation_grows_memory_by_at_most_k_plus_one_pages() {
     );
     assert!(kept.iter().all(|v| v[0] == 0xA5 && v[v.len() - 1] == 0xA5));
 }
+
+#[cfg(target_os = "wasi")]
+#[test]
+fn the_backend_reads_the_wasi_monotonic_clock() {
+    use quarry_alloc::OsBackend;
+    let backend = WasmGrow::new();
+    let start = backend.now_ms().expect("wasm32-wasip1 has a clock");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let later = backend.now_ms().expect("wasm32-wasip1 has a clock");
+    assert!(
+        (25..5_000).contains(&(later - start)),
+        "{start} ms, then {later} ms"
+    );
+}
