@@ -82,6 +82,25 @@ fn steps(quick: bool) -> Vec<Step> {
         "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
         wasm::memory_tests(),
     ));
+    // The firmware crate is outside the workspace: its own fmt and clippy.
+    steps.push(Step::cmd(
+        "fmt (firmware)",
+        Cmd::cargo().dir("firmware").args(["fmt", "--", "--check"]),
+    ));
+    steps.push(Step::cmd(
+        "clippy firmware (thumbv7m-none-eabi, thumbv6m-none-eabi)",
+        Cmd::cargo().dir("firmware").args([
+            "clippy",
+            "--release",
+            "--target",
+            "thumbv7m-none-eabi",
+            "--target",
+            "thumbv6m-none-eabi",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
     // The firmware, built for each board and run under qemu.
     for run in firmware::RUNS {
         steps.push(Step::new(run.name(), || run.run()));
