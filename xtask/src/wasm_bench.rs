@@ -68,7 +68,7 @@ struct Plan {
 }
 
 const FULL: Plan = Plan {
-    runs: 5,
+    runs: 9,
     actions: 2_000_000,
 };
 const QUICK: Plan = Plan {
@@ -754,9 +754,10 @@ fn render_speed(w: &mut String, plan: &Plan, speed: &SpeedResults) {
         w,
         "Nanoseconds per action, median (min–max) over {} run{}; \"× talc\" and \"× std\" are \
          speeds relative to talc and to std's default allocator **in the same run** (their time ÷ \
-         this one's: above 1.00 is faster), median (min–max) over runs. Peak memory: the \
-         module's linear memory at the end of the run (every user of `memory.grow` together, \
-         wasi-libc's start-up allocations included), median.\n",
+         this one's: above 1.00 is faster), median (min–max) over runs. Peak live: the most \
+         allocations live at once (the same for every allocator). Linear memory: the module's \
+         memory at the end of the run (every user of `memory.grow` together, wasi-libc's \
+         start-up allocations included), median.\n",
         plan.runs,
         if plan.runs == 1 { "" } else { "s" }
     );
