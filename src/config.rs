@@ -37,6 +37,11 @@ pub struct Config {
     /// of whole blocks. Small heaps want it low (each class in use holds a page); large ones high
     /// (a block run wastes up to a block). Capped at eight blocks and at 1 MiB.
     pub small_limit: usize,
+    /// Bytes a page aims at. Every page holds at least four objects (two of a block or more) and
+    /// two blocks; up to this size it holds 32, so that a program cycling through objects of a
+    /// medium class makes a new page every 32 allocations instead of every four. Larger pages
+    /// are faster; smaller ones waste less in a small heap, where every class in use holds one.
+    pub page_target: usize,
 }
 
 const KIB: usize = 1024;
@@ -54,6 +59,7 @@ impl Config {
         eager_commit: EagerCommit::Never,
         limit_os_alloc: false,
         small_limit: 32 * KIB,
+        page_target: 256 * KIB,
     };
 
     /// For firmware with tens or hundreds of KiB of RAM: 256-byte blocks, arenas of up to 64 KiB
@@ -67,6 +73,7 @@ impl Config {
         eager_commit: EagerCommit::Never,
         limit_os_alloc: false,
         small_limit: 512,
+        page_target: 0,
     };
 
     /// For hosts with virtual memory: 4 KiB blocks (the usual OS page), 64 MiB arenas reserved
@@ -79,6 +86,7 @@ impl Config {
         eager_commit: EagerCommit::IfOvercommit,
         limit_os_alloc: false,
         small_limit: 32 * KIB,
+        page_target: 512 * KIB,
     };
 
     /// The same settings with another block size.
@@ -98,6 +106,14 @@ impl Config {
     pub const fn with_small_limit(self, small_limit: usize) -> Config {
         Config {
             small_limit,
+            ..self
+        }
+    }
+
+    /// The same settings with another `page_target`.
+    pub const fn with_page_target(self, page_target: usize) -> Config {
+        Config {
+            page_target,
             ..self
         }
     }

@@ -20,6 +20,7 @@ const CONFIG: Config = Config {
     eager_commit: EagerCommit::Never,
     limit_os_alloc: false,
     small_limit: 32 * KIB,
+    page_target: 0,
 };
 
 fn registry(capacity: usize) -> Arenas<Mock> {

@@ -72,6 +72,8 @@ pub(crate) struct Heap {
     source: ArenaId,
     /// The largest object served from pages (see [`Heap::max_small`]).
     max_small: usize,
+    /// `Config::page_target`: the page size that pages of medium objects grow to.
+    page_target: usize,
     pub counters: HeapCounters,
 }
 
@@ -101,6 +103,7 @@ impl Heap {
             id,
             source,
             max_small: Self::max_small(config),
+            page_target: config.page_target,
             counters: HeapCounters {
                 allocs: 0,
                 frees: 0,
@@ -129,12 +132,21 @@ impl Heap {
     }
 
     /// Bytes of a page for objects of `size` bytes: at least two blocks, and four objects (two for
-    /// objects of a block or more). Every class in use keeps a page that may be mostly empty, so
-    /// pages are kept small; a page of the smallest classes still holds hundreds of objects.
-    fn page_bytes(size: usize, block_size: usize) -> usize {
+    /// objects of a block or more); up to `page_target`, 32 objects. Every class in use keeps a
+    /// page that may be mostly empty, so small heaps want small pages; but a page of four objects
+    /// fills after four allocations, and then every allocation of the class takes the slow path.
+    /// Returns the aimed size and the least size, both whole blocks.
+    fn page_bytes(&self, size: usize, block_size: usize) -> (usize, usize) {
         let objects = if size < block_size { 4 } else { 2 };
-        let bytes = (block_size * 2).max(size * objects + HEADER);
-        bytes.next_multiple_of(block_size)
+        let least = (block_size * 2).max(size * objects + HEADER);
+        let aimed = (size * 32 + HEADER)
+            .min(self.page_target)
+            .min(MAX_PAGE_BLOCKS * block_size)
+            .max(least);
+        (
+            aimed.next_multiple_of(block_size),
+            least.next_multiple_of(block_size),
+        )
     }
 
     #[inline(always)]
@@ -270,12 +282,18 @@ impl Heap {
     ) -> Option<NonNull<Page>> {
         let block_size = arenas.block_size();
         let size = class_size(class);
-        let bytes = Self::page_bytes(size, block_size);
-        let blocks = bytes / block_size;
-        if blocks > MAX_PAGE_BLOCKS {
+        let (aimed, least) = self.page_bytes(size, block_size);
+        if least / block_size > MAX_PAGE_BLOCKS {
             return None;
         }
-        let run = self.blocks(arenas, bytes, block_size)?;
+        // A page of the aimed size if there is room for one, else the smallest that will do (a
+        // small heap, or an arena heap's own arena, may hold only that).
+        let (run, bytes) = match self.blocks(arenas, aimed, block_size) {
+            Some(run) => (run, aimed),
+            None if aimed > least => (self.blocks(arenas, least, block_size)?, least),
+            None => return None,
+        };
+        let blocks = bytes / block_size;
         let MemKind::Arena { id, block } = run.memid.kind else {
             return None;
         };
