@@ -58,17 +58,9 @@ fn main() {
     }
     let stats = HEAP.stats();
     println!(
-        "\nallocations {}, frees {}, in use {} KiB (peak ≤ {} KiB), arenas {} ({} KiB reserved), \
-         pages made {}, returned {}, refused frees {}",
+        "\n{} allocations and {} frees in this run; in all: {stats}",
         stats.allocations - before.allocations,
         stats.frees - before.frees,
-        stats.bytes_in_use / 1024,
-        stats.peak_bytes / 1024,
-        stats.arenas,
-        stats.reserved_bytes / 1024,
-        stats.pages_made,
-        stats.pages_returned,
-        stats.errors(),
     );
     let mut map = String::new();
     HEAP.write_map(&mut map).expect("writing to a String");

@@ -86,19 +86,7 @@ fn main() {
     }
 
     let stats = HEAP.stats();
-    println!(
-        "\nquarry-alloc: {} allocations, {} frees, {} KiB in use (peak {} KiB), {} arena(s) \
-         holding {} KiB, {} pages made, {} returned, {} refused frees",
-        stats.allocations,
-        stats.frees,
-        stats.bytes_in_use / 1024,
-        stats.peak_bytes / 1024,
-        stats.arenas,
-        stats.reserved_bytes / 1024,
-        stats.pages_made,
-        stats.pages_returned,
-        stats.errors(),
-    );
+    println!("\nquarry-alloc: {stats}");
     println!(
         "memory: {} KiB at start, {} KiB now",
         memory_at_start / 1024,

@@ -49,6 +49,20 @@ pub struct Region {
     pub pinned: bool,
 }
 
+impl Region {
+    /// A region that is committed and can never be decommitted (memory a break-pointer or static
+    /// backend hands out), zero if `zeroed`.
+    pub const fn pinned(ptr: NonNull<u8>, size: usize, zeroed: bool) -> Region {
+        Region {
+            ptr,
+            size,
+            committed: true,
+            zeroed,
+            pinned: true,
+        }
+    }
+}
+
 /// What [`OsBackend::purge`] did to a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Purged {

@@ -135,14 +135,9 @@ impl Sbrk {
         // SAFETY: `skip < align`, so `[old + skip, old + skip + size)` lies in the `total` bytes
         // just obtained; the pointer is derived from the one `sbrk` returned.
         let ptr = unsafe { NonNull::new_unchecked(old.add(skip)) };
-        Some(Region {
-            ptr,
-            size,
-            committed: true,
-            // A break lowered and raised again within one page keeps that page's old bytes.
-            zeroed: false,
-            pinned: true,
-        })
+        // Not known zero: a break lowered and raised again within one page keeps that page's old
+        // bytes.
+        Some(Region::pinned(ptr, size, false))
     }
 }
 
@@ -165,14 +160,8 @@ unsafe impl OsBackend for Sbrk {
         // SAFETY: `bump` keeps `start + size <= len`, so the pointer stays inside the region (or
         // one past it), derived from its base.
         let ptr = unsafe { base.add(start) };
-        Some(Region {
-            ptr,
-            size,
-            committed: true,
-            // RAM holds whatever it held at reset.
-            zeroed: false,
-            pinned: true,
-        })
+        // Not known zero: RAM holds whatever it held at reset.
+        Some(Region::pinned(ptr, size, false))
     }
 
     fn grows_in_place(&self) -> bool {

@@ -59,13 +59,7 @@ unsafe impl<const N: usize> OsBackend for StaticBuffer<N> {
         // SAFETY: `bump` keeps `start + size <= N`, so the pointer stays inside (or one past)
         // `memory`; it is derived from the buffer's own pointer, keeping its provenance.
         let ptr = unsafe { NonNull::new_unchecked(base.add(start)) };
-        Some(Region {
-            ptr,
-            size,
-            committed: true,
-            zeroed: true,
-            pinned: true,
-        })
+        Some(Region::pinned(ptr, size, true))
     }
 
     fn grows_in_place(&self) -> bool {

@@ -139,13 +139,7 @@ unsafe impl OsBackend for WasmGrow {
         // Linear memory is not a Rust allocation: exposed provenance is how a pointer to it is
         // made.
         let ptr = NonNull::new(ptr::with_exposed_provenance_mut::<u8>(addr))?;
-        Some(Region {
-            ptr,
-            size,
-            committed: true,
-            zeroed: true,
-            pinned: true,
-        })
+        Some(Region::pinned(ptr, size, true))
     }
 
     fn grows_in_place(&self) -> bool {

@@ -56,3 +56,67 @@ impl Stats {
         self.not_ours + self.double_frees + self.misaligned
     }
 }
+
+/// One line: `4615 allocations, 3639 frees, 137 KiB in use (peak 142 KiB), 1 arena of 432 KiB
+/// (432 KiB committed), 19 pages made, 0 returned, 0 refused frees`.
+impl core::fmt::Display for Stats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} allocations, {} frees, {} in use (peak {}), {} arena{} of {} ({} committed), \
+             {} pages made, {} returned, {} refused frees",
+            self.allocations,
+            self.frees,
+            Bytes(self.bytes_in_use),
+            Bytes(self.peak_bytes),
+            self.arenas,
+            if self.arenas == 1 { "" } else { "s" },
+            Bytes(self.reserved_bytes),
+            Bytes(self.committed_bytes),
+            self.pages_made,
+            self.pages_returned,
+            self.errors(),
+        )
+    }
+}
+
+/// A byte count as people read it: bytes below 10 KiB, then KiB, then MiB from 10 MiB.
+struct Bytes(usize);
+
+impl core::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            n if n < 10 << 10 => write!(f, "{n} B"),
+            n if n < 10 << 20 => write!(f, "{} KiB", n >> 10),
+            n => write!(f, "{} MiB", n >> 20),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::Stats;
+    use std::string::ToString;
+
+    #[test]
+    fn stats_read_as_one_line() {
+        let stats = Stats {
+            bytes_in_use: 140_000,
+            peak_bytes: 145_000,
+            reserved_bytes: 12 << 20,
+            committed_bytes: 4096,
+            arenas: 1,
+            allocations: 4615,
+            frees: 3639,
+            pages_made: 19,
+            double_frees: 2,
+            ..Stats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "4615 allocations, 3639 frees, 136 KiB in use (peak 141 KiB), 1 arena of 12 MiB \
+             (4096 B committed), 19 pages made, 0 returned, 2 refused frees"
+        );
+    }
+}
