@@ -246,7 +246,24 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         choice: Choice<'_, L>,
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
-        match Heap::locate(&self.arenas, ptr)? {
+        let located = Heap::locate(&self.arenas, ptr)?;
+        // SAFETY: forwarded from the caller; `located` is where `ptr` lives.
+        unsafe { self.free_located(choice, located, ptr) }
+    }
+
+    /// Frees `ptr`, found at `located` by [`Heap::locate`].
+    ///
+    /// # Safety
+    /// As for [`deallocate_in`](Self::deallocate_in); `located` is what `Heap::locate` said of
+    /// `ptr`.
+    #[inline(always)]
+    unsafe fn free_located(
+        &self,
+        choice: Choice<'_, L>,
+        located: Located<'_>,
+        ptr: NonNull<u8>,
+    ) -> Result<usize, FreeErrorKind> {
+        match located {
             Located::Small { page, arena } => {
                 let slot = self.owner_slot(choice, page, arena)?;
                 if let Some(mut heap) = slot.try_guard() {
@@ -290,19 +307,26 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        let checked = match Heap::locate(&self.arenas, ptr) {
-            Ok(Located::Small { page, arena }) => self
+        let located = match Heap::locate(&self.arenas, ptr) {
+            Ok(located) => located,
+            Err(kind) => {
+                self.refuse(kind, ptr, old_size);
+                return None;
+            }
+        };
+        let checked = match located {
+            Located::Small { page, arena } => self
                 .owner_slot(choice, page, arena)
                 .and_then(|_| page.check_live(ptr))
                 .map(|()| {
                     let size = page.size as usize;
                     (new_size <= size && size % align == 0, size)
                 }),
-            Ok(Located::Large {
+            Located::Large {
                 arena,
                 block,
                 blocks,
-            }) if choice.accepts(arena) => {
+            } if choice.accepts(arena) => {
                 let in_place = ptr.addr().get() % align == 0
                     && self.heap_for(choice).resize_large(
                         &self.arenas,
@@ -313,8 +337,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                     );
                 Ok((in_place, blocks << arena.block_shift()))
             }
-            Ok(Located::Large { .. }) => Err(FreeErrorKind::NotOurs),
-            Err(kind) => Err(kind),
+            Located::Large { .. } => Err(FreeErrorKind::NotOurs),
         };
         let usable = match checked {
             Ok((true, _)) => return Some(ptr),
@@ -334,8 +357,13 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                 old_size.min(usable).min(new_size),
             )
         };
-        // SAFETY: the old allocation is valid (checked above) and the caller gives it up.
-        unsafe { self.deallocate_in(choice, ptr, old_size) };
+        // The page or run found above still holds the old allocation: free it there without
+        // looking it up again.
+        // SAFETY: the old allocation is valid (checked above) and the caller gives it up;
+        // `located` is where it lives.
+        if let Err(kind) = unsafe { self.free_located(choice, located, ptr) } {
+            self.refuse(kind, ptr, old_size);
+        }
         Some(moved.ptr)
     }
 

@@ -49,6 +49,7 @@ pub struct HeapCounters {
 }
 
 /// Where an allocation lives, found from its address without holding any heap.
+#[derive(Clone, Copy)]
 pub(crate) enum Located<'a> {
     /// An object of a page (not yet checked against the page's owner-only state), in `arena`.
     Small { page: &'a Page, arena: &'a Arena },
