@@ -15,8 +15,7 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const H: usize, const M: usize, con
 {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate(layout.size(), layout.align())
-            .map_or(ptr::null_mut(), |a| a.ptr.as_ptr())
+        self.allocate_ptr(layout.size(), layout.align())
     }
 
     #[inline]

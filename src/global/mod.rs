@@ -373,6 +373,38 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         self.allocate_in(Choice::Shared, size, align)
     }
 
+    /// `GlobalAlloc::alloc`: the common case on the spot (see [`Heap::alloc_fast`]), everything
+    /// else out of line, so that the common case needs no stack frame.
+    #[inline(always)]
+    pub(crate) fn allocate_ptr(&self, size: usize, align: usize) -> *mut u8 {
+        if let Some(ptr) = self.alloc_fast(size, align) {
+            return ptr.as_ptr();
+        }
+        self.allocate_ptr_slow(size, align)
+    }
+
+    /// An object from the first page of its class in the home heap, if that heap is free and the
+    /// page has one.
+    #[inline(always)]
+    fn alloc_fast(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let slot = self.slots.get(home_heap::<H>())?;
+        if !slot.lock.try_lock() {
+            return None;
+        }
+        // SAFETY: the lock is held from here to the unlock below, so this is the only reference
+        // to the heap meanwhile.
+        let ptr = unsafe { &mut *slot.heap.get() }.alloc_fast(size, align);
+        // SAFETY: taken above.
+        unsafe { slot.lock.unlock() };
+        ptr
+    }
+
+    #[inline(never)]
+    fn allocate_ptr_slow(&self, size: usize, align: usize) -> *mut u8 {
+        self.allocate(size, align)
+            .map_or(ptr::null_mut(), |a| a.ptr.as_ptr())
+    }
+
     /// Allocates zeroed memory from the shared heaps.
     #[inline(always)]
     pub(crate) fn allocate_zeroed(&self, size: usize, align: usize) -> Option<Allocated> {
@@ -385,6 +417,43 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// As for [`deallocate_in`](Self::deallocate_in).
     #[inline(always)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded from the caller.
+        if unsafe { self.free_fast(ptr) } {
+            return;
+        }
+        // SAFETY: forwarded from the caller; the fast path changed nothing.
+        unsafe { self.deallocate_slow(ptr, size) }
+    }
+
+    /// The common free on the spot (see [`Heap::free_fast`]): an object of a shared heap's page,
+    /// that heap free. `false`, having changed nothing, in every other case.
+    ///
+    /// # Safety
+    /// As for [`deallocate_in`](Self::deallocate_in).
+    #[inline(always)]
+    unsafe fn free_fast(&self, ptr: NonNull<u8>) -> bool {
+        let Ok(Located::Small { page, .. }) = Heap::locate(&self.arenas, ptr) else {
+            return false;
+        };
+        // An arena heap's page (owner `ARENA_HEAP`) has no slot here: the slow path refuses it.
+        let Some(slot) = self.slots.get(page.owner as usize) else {
+            return false;
+        };
+        if !slot.lock.try_lock() {
+            return false;
+        }
+        // SAFETY: the lock is held from here to the unlock below, so this is the only reference
+        // to the heap, which owns `page`; forwarded from the caller.
+        let done = unsafe { (*slot.heap.get()).free_fast(page, ptr) };
+        // SAFETY: taken above.
+        unsafe { slot.lock.unlock() };
+        done
+    }
+
+    /// # Safety
+    /// As for [`deallocate_in`](Self::deallocate_in).
+    #[inline(never)]
+    unsafe fn deallocate_slow(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
         unsafe { self.deallocate_in(Choice::Shared, ptr, size) }
     }

@@ -190,3 +190,34 @@ fn an_arena_heap_keeps_to_its_arena() {
     // SAFETY: live, given up once.
     unsafe { quarry.deallocate(shared, 64) };
 }
+
+#[test]
+fn bad_frees_through_global_alloc_are_refused_whichever_path_sees_them() {
+    use core::alloc::{GlobalAlloc, Layout};
+    let quarry = one_heap();
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: a valid layout; every pointer below is freed at most once unless said otherwise.
+    unsafe {
+        let objects: Vec<*mut u8> = (0..4).map(|_| quarry.alloc(layout)).collect();
+        assert!(objects.iter().all(|p| !p.is_null()));
+        // The common free, then the same object again: refused, counted once.
+        quarry.dealloc(objects[1], layout);
+        quarry.dealloc(objects[1], layout);
+        // An interior pointer: refused.
+        quarry.dealloc(objects[2].add(8), layout);
+        let stats = quarry.stats();
+        assert_eq!((stats.double_frees, stats.misaligned), (1, 1));
+        assert_eq!(stats.frees, 1);
+        // The heap is intact: the freed object comes back, the others are still live.
+        let again = quarry.alloc(layout);
+        assert_eq!(again, objects[1]);
+        for p in [objects[0], objects[2], objects[3], again] {
+            quarry.dealloc(p, layout);
+        }
+    }
+    let stats = quarry.stats();
+    assert_eq!(
+        (stats.allocations, stats.frees, stats.bytes_in_use),
+        (5, 5, 0)
+    );
+}

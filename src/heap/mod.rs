@@ -185,6 +185,23 @@ impl Heap {
         Some(allocated)
     }
 
+    /// The common allocation, with nothing but loads and stores: an object of a size class from the
+    /// first page of its list. `None`, having changed nothing, when the request is not for a page
+    /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
+    #[inline(always)]
+    pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let class = class_for(size, align, self.max_small)?;
+        let page = *self.pages.get(class)?;
+        if page.is_null() {
+            return None;
+        }
+        // SAFETY: pages on a list are live page headers owned by this heap (invariant on `pages`),
+        // and the caller holds the heap.
+        let allocated = unsafe { Self::take(&*page) }?;
+        self.count_alloc(allocated.usable);
+        Some(allocated.ptr)
+    }
+
     /// An object of class `class`: from the first page on the class's list, else from the others
     /// or a new page.
     #[inline(always)]
@@ -392,6 +409,30 @@ impl Heap {
             Tag::None if arena.in_use().is_set(block) => Err(FreeErrorKind::Misaligned),
             Tag::None => Err(FreeErrorKind::DoubleFree),
         }
+    }
+
+    /// The common free, with nothing but loads and stores: the object at `ptr` goes back to `page`,
+    /// a page of this heap that keeps other objects handed out and stays on its list. Returns
+    /// `false`, having changed nothing, in every other case (a bad free included):
+    /// [`free_small`](Self::free_small) then does the rest.
+    ///
+    /// # Safety
+    /// The caller holds this heap, `page` is this heap's, and if `ptr` is a live object nobody uses
+    /// it any more.
+    #[inline(always)]
+    pub unsafe fn free_fast(&mut self, page: &Page, ptr: NonNull<u8>) -> bool {
+        // SAFETY: the caller holds the owner heap.
+        let local = unsafe { page.local() };
+        let common = local.linked && local.used > 1;
+        // SAFETY: the caller holds the owner heap.
+        if !common || !unsafe { page.is_handed_out(ptr) } || page.is_free(ptr) {
+            return false;
+        }
+        // SAFETY: `ptr` starts a handed-out object of the page (checked above), which the caller
+        // gives up; the caller holds the owner heap.
+        unsafe { page.push(ptr) };
+        self.count_free(page.size as usize);
+        true
     }
 
     /// Frees the object at `ptr` of `page`, a page of this heap; returns its usable size. On a bad
