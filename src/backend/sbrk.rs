@@ -179,7 +179,7 @@ mod tests {
         let start = memory.as_mut_ptr().cast::<u8>();
         // SAFETY: the array outlives the backend and nothing else touches it meanwhile.
         let sbrk = unsafe { Sbrk::from_range(start, 4096) };
-        let a = sbrk.alloc(100, 8, false).unwrap();
+        let a = sbrk.alloc(100, 1, false).unwrap();
         let b = sbrk.alloc(200, 256, false).unwrap();
         assert_eq!(a.ptr.as_ptr(), start);
         assert_eq!(b.ptr.addr().get() % 256, 0);
