@@ -82,6 +82,27 @@ fn steps(quick: bool) -> Vec<Step> {
         "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
         wasm::memory_tests(),
     ));
+    // The wasm benchmarks are outside the workspace too: they must keep building.
+    steps.push(Step::cmd(
+        "fmt (bench-wasm)",
+        Cmd::cargo()
+            .dir("bench-wasm")
+            .args(["fmt", "--all", "--", "--check"]),
+    ));
+    steps.push(Step::cmd(
+        "clippy (bench-wasm speed, wasm32-wasip1)",
+        Cmd::cargo().dir("bench-wasm").args([
+            "clippy",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "quarry-wasm-speed",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
     // The firmware crate is outside the workspace: its own fmt and clippy.
     steps.push(Step::cmd(
         "fmt (firmware)",
