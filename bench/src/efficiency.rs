@@ -8,8 +8,8 @@
 //! their mean (talc's statistic). On the 128 MiB heap `max_alloc` is 10 000 B and `max_realloc`
 //! 100 000 B; on the 64 KiB heap they scale down to heap/64 and heap/16.
 
+use crate::action::{gen_align, gen_size};
 use crate::peers::{Peer, Region};
-use crate::random_actions::{gen_align, gen_size};
 use crate::rng::Rng;
 use std::alloc::{GlobalAlloc, Layout};
 

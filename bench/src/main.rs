@@ -10,6 +10,7 @@
 //! the same run; the report goes to stdout and to FILE.md, with the random-actions chart beside it
 //! as FILE-random-actions.svg.
 
+mod action;
 mod claim;
 mod count;
 mod efficiency;

@@ -9,16 +9,15 @@
 //! for 2 ms, the threads meet at a barrier, then run for 200 ms; the score is the number of
 //! successful actions of all threads together.
 
+use crate::action::{Actions, Done};
 use crate::peers::{Peer, Region};
 use crate::rng::Rng;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::GlobalAlloc;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 /// Below this many live allocations a thread always allocates.
 const MIN_LIVE: usize = 300;
-/// Reallocations go to `rand(1..REALLOC_MULTIPLE * max)`.
-const REALLOC_MULTIPLE: usize = 3;
 
 /// How long and how often.
 #[derive(Clone, Copy, Debug)]
@@ -90,18 +89,6 @@ pub const CASES: [Case; 8] = {
     ]
 };
 
-/// A size in `4..rand(16..max)`: biased towards small sizes, as talc's method draws them.
-pub fn gen_size(rng: &mut Rng, max: usize) -> usize {
-    let cap = rng.range(16, max);
-    rng.range(4, cap)
-}
-
-/// The word alignment, doubled per two trailing zeros of a random `u16`: 75% word, 19% 2×word,
-/// 4.7% 4×word, and so on up to 256×word.
-pub fn gen_align(rng: &mut Rng) -> usize {
-    core::mem::align_of::<usize>() << (rng.next_u16().trailing_zeros() / 2)
-}
-
 /// What one thread did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Outcome {
@@ -109,12 +96,6 @@ pub struct Outcome {
     pub score: u64,
     /// Allocations and reallocations that returned null.
     failures: u64,
-}
-
-struct Live {
-    ptr: *mut u8,
-    layout: Layout,
-    tag: u8,
 }
 
 /// How long an action loop runs.
@@ -135,10 +116,8 @@ pub fn actions(
     limit: Limit,
     start: Option<&Barrier>,
 ) -> Outcome {
-    let mut live: Vec<Live> = Vec::with_capacity(100_000);
+    let mut actions = Actions::new(case.max, case.realloc, MIN_LIVE, 100_000);
     let mut out = Outcome::default();
-    let draws = if case.realloc { 7 } else { 6 };
-    let mut tag = 0u8;
     if let Some(barrier) = start {
         barrier.wait();
     }
@@ -150,71 +129,19 @@ pub fn actions(
     } {
         rounds += 1;
         for _ in 0..100 {
-            let draw = rng.range(0, draws);
-            if draw == 6 {
-                if live.is_empty() {
-                    continue;
-                }
-                let index = rng.range(0, live.len());
-                let new_size = rng.range(1, REALLOC_MULTIPLE * case.max);
-                let entry = &mut live[index];
-                // SAFETY: `entry.ptr` is live, from this allocator, with `entry.layout`; the new size
-                // is non-zero and far below isize::MAX.
-                let p = unsafe { alloc.realloc(entry.ptr, entry.layout, new_size) };
-                if p.is_null() {
-                    out.failures += 1;
-                    continue;
-                }
-                // SAFETY: `p` points to `new_size` bytes that now hold the old contents' prefix.
-                unsafe {
-                    assert_eq!(p.read(), entry.tag, "realloc lost the first byte");
-                    p.add(new_size - 1).write_volatile(entry.tag);
-                }
-                entry.ptr = p;
-                // SAFETY: the alignment is the old (valid) one, the size was accepted by realloc.
-                entry.layout =
-                    unsafe { Layout::from_size_align_unchecked(new_size, entry.layout.align()) };
-                out.score += 1;
-            } else if draw < 3 || live.len() < MIN_LIVE {
-                let size = gen_size(rng, case.max);
-                let align = gen_align(rng);
-                // SAFETY: `align` is a power of two ≤ 2048 and `size` is small.
-                let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
-                // SAFETY: non-zero size.
-                let p = unsafe { alloc.alloc(layout) };
-                if p.is_null() {
-                    out.failures += 1;
-                    continue;
-                }
-                tag = tag.wrapping_add(1);
-                // SAFETY: `p` points to `size` (≥ 4) writable bytes.
-                unsafe {
-                    p.write_volatile(tag);
-                    p.add(size - 1).write_volatile(tag);
-                }
-                live.push(Live {
-                    ptr: p,
-                    layout,
-                    tag,
-                });
-                out.score += 1;
-            } else {
-                let index = rng.range(0, live.len());
-                let entry = live.swap_remove(index);
-                // SAFETY: live, from this allocator, with this layout; not used again.
-                unsafe { alloc.dealloc(entry.ptr, entry.layout) };
-                out.score += 1;
+            // SAFETY: every live allocation came from `alloc`.
+            match unsafe { actions.act(alloc, rng) } {
+                Done::Action => out.score += 1,
+                Done::Failed => out.failures += 1,
+                Done::Nothing => {}
             }
         }
     }
-    for entry in live {
-        // SAFETY: as above.
-        unsafe { alloc.dealloc(entry.ptr, entry.layout) };
-    }
+    // SAFETY: as above.
+    unsafe { actions.free_all(alloc) };
     out
 }
 
-/// One trial: `case.threads` threads on one fresh allocator; the summed scores.
 fn trial(
     alloc: &(dyn GlobalAlloc + Sync),
     case_index: usize,
@@ -297,19 +224,6 @@ pub fn run(peers: &[Peer], heaps: &mut [Option<Region>], params: Params) -> Vec<
 mod tests {
     use super::*;
     use crate::peers::PEERS;
-
-    #[test]
-    fn sizes_and_alignments_follow_the_method() {
-        let mut rng = Rng::new(7);
-        for _ in 0..10_000 {
-            let s = gen_size(&mut rng, 200);
-            assert!((4..199).contains(&s));
-            let a = gen_align(&mut rng);
-            assert!(a.is_power_of_two() && (8..=8 << 8).contains(&a));
-        }
-        let word = (0..100_000).filter(|_| gen_align(&mut rng) == 8).count();
-        assert!((70_000..80_000).contains(&word), "{word}");
-    }
 
     #[test]
     fn a_short_trial_on_every_peer() {

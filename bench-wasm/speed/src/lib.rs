@@ -12,7 +12,7 @@
 //! [`main`]; the harness's own vector comes from the same allocator, allocated before the clock
 //! starts.
 
-use std::alloc::Layout;
+use std::alloc::{GlobalAlloc, Layout};
 use std::time::Instant;
 
 /// The workload's random numbers: the same wyrand as the host benchmarks.
@@ -21,29 +21,39 @@ pub mod rng;
 
 use rng::Rng;
 
+/// One action of workload 1, the same code as the host benchmarks'.
+#[path = "../../../bench/src/action.rs"]
+pub mod action;
+
+use action::{Actions, Done};
+
 /// Below this many live allocations the workload always allocates.
 pub const MIN_LIVE: usize = 50;
-/// Reallocations go to `rand(1..REALLOC_MULTIPLE * max)`.
-const REALLOC_MULTIPLE: usize = 3;
 /// Actions per run unless the command line says otherwise.
 pub const DEFAULT_ACTIONS: u64 = 2_000_000;
 
-/// A size in `4..rand(16..max)`: biased towards small sizes, as talc's method draws them.
-fn gen_size(rng: &mut Rng, max: usize) -> usize {
-    let cap = rng.range(16, max);
-    rng.range(4, cap)
-}
+/// The program's global allocator, whichever it is, through the `GlobalAlloc` interface.
+struct Global;
 
-/// The word alignment, doubled per two trailing zeros of a random `u16`: 75% word, 19% 2×word,
-/// 4.7% 4×word, and so on up to 256×word.
-fn gen_align(rng: &mut Rng) -> usize {
-    core::mem::align_of::<usize>() << (rng.next_u16().trailing_zeros() / 2)
-}
+// SAFETY: every call forwards to the global allocator, which keeps `GlobalAlloc`'s promises.
+unsafe impl GlobalAlloc for Global {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::alloc::alloc(layout) }
+    }
 
-struct Live {
-    ptr: *mut u8,
-    layout: Layout,
-    tag: u8,
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::alloc::dealloc(ptr, layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::alloc::realloc(ptr, layout, new_size) }
+    }
 }
 
 /// What one run did.
@@ -61,70 +71,19 @@ pub struct Outcome {
 /// program installed), then frees what is left (untimed).
 pub fn actions(max: usize, actions: u64, seed: u64) -> Outcome {
     let mut rng = Rng::for_stream(&[4, max as u64, seed]);
-    let mut live: Vec<Live> = Vec::with_capacity(1 << 16);
+    let mut work = Actions::new(max, true, MIN_LIVE, 1 << 16);
     let mut out = Outcome::default();
-    let mut tag = 0u8;
     let start = Instant::now();
     for _ in 0..actions {
-        let draw = rng.range(0, 7);
-        if draw == 6 {
-            if live.is_empty() {
-                continue;
-            }
-            let index = rng.range(0, live.len());
-            let new_size = rng.range(1, REALLOC_MULTIPLE * max);
-            let entry = &mut live[index];
-            // SAFETY: `entry.ptr` is live, from the global allocator, with `entry.layout`; the new
-            // size is non-zero and far below isize::MAX.
-            let p = unsafe { std::alloc::realloc(entry.ptr, entry.layout, new_size) };
-            if p.is_null() {
-                out.failures += 1;
-                continue;
-            }
-            // SAFETY: `p` points to `new_size` bytes that now hold the old contents' prefix.
-            unsafe {
-                assert_eq!(p.read(), entry.tag, "realloc lost the first byte");
-                p.add(new_size - 1).write_volatile(entry.tag);
-            }
-            entry.ptr = p;
-            // SAFETY: the alignment is the old (valid) one, the size was accepted by realloc.
-            entry.layout =
-                unsafe { Layout::from_size_align_unchecked(new_size, entry.layout.align()) };
-        } else if draw < 3 || live.len() < MIN_LIVE {
-            let size = gen_size(&mut rng, max);
-            let align = gen_align(&mut rng);
-            // SAFETY: `align` is a power of two ≤ 1024 and `size` is small.
-            let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
-            // SAFETY: non-zero size.
-            let p = unsafe { std::alloc::alloc(layout) };
-            if p.is_null() {
-                out.failures += 1;
-                continue;
-            }
-            tag = tag.wrapping_add(1);
-            // SAFETY: `p` points to `size` (≥ 4) writable bytes.
-            unsafe {
-                p.write_volatile(tag);
-                p.add(size - 1).write_volatile(tag);
-            }
-            live.push(Live {
-                ptr: p,
-                layout,
-                tag,
-            });
-            out.peak_live = out.peak_live.max(live.len());
-        } else {
-            let index = rng.range(0, live.len());
-            let entry = live.swap_remove(index);
-            // SAFETY: live, from the global allocator, with this layout; not used again.
-            unsafe { std::alloc::dealloc(entry.ptr, entry.layout) };
+        // SAFETY: every live allocation came from the global allocator.
+        if unsafe { work.act(&Global, &mut rng) } == Done::Failed {
+            out.failures += 1;
         }
+        out.peak_live = out.peak_live.max(work.live.len());
     }
     out.nanos = start.elapsed().as_nanos();
-    for entry in live {
-        // SAFETY: as above.
-        unsafe { std::alloc::dealloc(entry.ptr, entry.layout) };
-    }
+    // SAFETY: as above.
+    unsafe { work.free_all(&Global) };
     out
 }
 
