@@ -82,46 +82,29 @@ fn steps(quick: bool) -> Vec<Step> {
         "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
         wasm::memory_tests(),
     ));
-    // The wasm benchmarks are outside the workspace too: they must keep building.
-    steps.push(Step::cmd(
-        "fmt (bench-wasm)",
-        Cmd::cargo()
-            .dir("bench-wasm")
-            .args(["fmt", "--all", "--", "--check"]),
-    ));
-    steps.push(Step::cmd(
-        "clippy (bench-wasm speed, wasm32-wasip1)",
-        Cmd::cargo().dir("bench-wasm").args([
-            "clippy",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            "quarry-wasm-speed",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    ));
-    // The firmware crate is outside the workspace: its own fmt and clippy.
-    steps.push(Step::cmd(
-        "fmt (firmware)",
-        Cmd::cargo().dir("firmware").args(["fmt", "--", "--check"]),
-    ));
-    steps.push(Step::cmd(
-        "clippy firmware (thumbv7m-none-eabi, thumbv6m-none-eabi)",
-        Cmd::cargo().dir("firmware").args([
-            "clippy",
-            "--release",
-            "--target",
-            "thumbv7m-none-eabi",
-            "--target",
-            "thumbv6m-none-eabi",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    ));
+    // The crates outside the workspace (built for their own targets): fmt and clippy of their own.
+    for (dir, clippy_args) in [
+        ("bench-wasm", "--target wasm32-wasip1 -p quarry-wasm-speed"),
+        (
+            "firmware",
+            "--target thumbv7m-none-eabi --target thumbv6m-none-eabi",
+        ),
+    ] {
+        steps.push(Step::cmd(
+            format!("fmt ({dir})"),
+            Cmd::cargo()
+                .dir(dir)
+                .args(["fmt", "--all", "--", "--check"]),
+        ));
+        steps.push(Step::cmd(
+            format!("clippy ({dir}: {clippy_args})"),
+            Cmd::cargo()
+                .dir(dir)
+                .args(["clippy", "--release"])
+                .args(clippy_args.split_whitespace())
+                .args(["--", "-D", "warnings"]),
+        ));
+    }
     // The firmware, built for each board and run under qemu.
     for run in firmware::RUNS {
         steps.push(Step::new(run.name(), || run.run()));
