@@ -38,9 +38,10 @@ pub struct Config {
     /// (a block run wastes up to a block). Capped at eight blocks and at 1 MiB.
     pub small_limit: usize,
     /// Bytes a page aims at. Every page holds at least four objects (two of a block or more) and
-    /// two blocks; up to this size it holds 32, so that a program cycling through objects of a
-    /// medium class makes a new page every 32 allocations instead of every four. Larger pages
-    /// are faster; smaller ones waste less in a small heap, where every class in use holds one.
+    /// two blocks, and a class's first page is no larger; once a class needs a second page, its
+    /// pages hold 32 objects up to this size, so that a program cycling through objects of a
+    /// medium class makes a new page every 32 allocations instead of every four. Larger pages are
+    /// faster; smaller ones waste less in a small heap, where every class in use holds one.
     pub page_target: usize,
 }
 

@@ -66,6 +66,9 @@ pub(crate) struct Heap {
     /// `pages[c]` heads the list of this heap's pages of class `c` that have a free or never-used
     /// object (null: none). Pages on a list have `linked` set; full pages are on no list.
     pages: [*mut Page; CLASSES],
+    /// Pages of each class this heap holds (full ones too), saturating: a class's first page is
+    /// made small, and only a class that needs a second gets pages of `page_target`.
+    class_pages: [u16; CLASSES],
     /// This heap's index: the owner of the pages it makes.
     id: u8,
     /// Where its pages and large objects come from: any arena that is not exclusive, or one
@@ -101,6 +104,7 @@ impl Heap {
     pub const fn in_arena(id: u8, source: ArenaId, config: &crate::Config) -> Heap {
         Heap {
             pages: [ptr::null_mut(); CLASSES],
+            class_pages: [0; CLASSES],
             id,
             source,
             max_small: Self::max_small(config),
@@ -304,8 +308,15 @@ impl Heap {
         if least / block_size > MAX_PAGE_BLOCKS {
             return None;
         }
-        // A page of the aimed size if there is room for one, else the smallest that will do (a
-        // small heap, or an arena heap's own arena, may hold only that).
+        // The first page of a class is the smallest that will do: a class a program uses for one
+        // or two objects (a hash table that grew into it) does not hold a large page. A class
+        // with a page already gets one of the aimed size if there is room (a small heap, or an
+        // arena heap's own arena, may hold only the smallest).
+        let aimed = if self.class_pages[class] == 0 {
+            least
+        } else {
+            aimed
+        };
         let (run, bytes) = match self.blocks(arenas, aimed, block_size) {
             Some(run) => (run, aimed),
             None if aimed > least => (self.blocks(arenas, least, block_size)?, least),
@@ -335,6 +346,7 @@ impl Heap {
         }
         // SAFETY: the page is new, this heap's, and on no list.
         unsafe { self.link(page.as_ref()) };
+        self.class_pages[class] = self.class_pages[class].saturating_add(1);
         self.counters.pages_made += 1;
         Some(page)
     }
@@ -533,6 +545,8 @@ impl Heap {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe { self.unlink(page) };
+        let class = page.class as usize;
+        self.class_pages[class] = self.class_pages[class].saturating_sub(1);
         let start = page.start;
         let blocks = page.blocks as usize;
         let Some(arena) = arenas.find(start.addr().get()) else {
