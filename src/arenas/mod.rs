@@ -190,6 +190,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     #[cold]
+    #[inline(never)]
     fn alloc_in_new_arena(&self, bytes: usize, blocks: usize, align: usize) -> Option<Allocation> {
         if let Some(found) = self.reserve_and_claim(bytes, blocks, align, true) {
             return Some(found);
@@ -204,6 +205,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// tried again, and the registry grows again, a few times, as each round some thread got
     /// memory.
     #[cold]
+    #[inline(never)]
     fn reserve_and_claim(
         &self,
         bytes: usize,
@@ -244,6 +246,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
 
     /// When no arena has room: a new arena, or the backend directly.
     #[cold]
+    #[inline(never)]
     fn alloc_elsewhere(
         &self,
         size: usize,
@@ -265,8 +268,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         self.alloc_direct(size, align, commit)
     }
 
-    /// Tries the arena in slot `index`.
-    #[inline(always)]
+    /// Tries the arena in slot `index`. Not inlined: it is on the slow paths only (new pages,
+    /// large objects), and a copy in each of its callers made up a tenth of a wasm module.
+    #[inline(never)]
     fn try_arena(
         &self,
         index: usize,
