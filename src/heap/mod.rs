@@ -195,15 +195,21 @@ impl Heap {
     #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let class = class_for(size, align, self.max_small)?;
+        let allocated = self.take_first(class)?;
+        self.count_alloc(allocated.usable);
+        Some(allocated.ptr)
+    }
+
+    /// An object from the first page on class `class`'s list, if there is one and it has one.
+    #[inline(always)]
+    fn take_first(&mut self, class: usize) -> Option<Allocated> {
         let page = *self.pages.get(class)?;
         if page.is_null() {
             return None;
         }
         // SAFETY: pages on a list are live page headers owned by this heap (invariant on `pages`),
-        // and the caller holds the heap.
-        let allocated = unsafe { Self::take(&*page) }?;
-        self.count_alloc(allocated.usable);
-        Some(allocated.ptr)
+        // and whoever has `&mut self` holds the heap.
+        unsafe { Self::take(&*page) }
     }
 
     /// An object of class `class`: from the first page on the class's list, else from the others
@@ -215,13 +221,8 @@ impl Heap {
         class: usize,
         delayed: &AtomicPtr<Page>,
     ) -> Option<Allocated> {
-        let page = self.pages[class];
-        if !page.is_null() {
-            // SAFETY: pages on a list are live page headers owned by this heap (invariant on
-            // `pages`), and the caller holds the heap.
-            if let Some(allocated) = unsafe { Self::take(&*page) } {
-                return Some(allocated);
-            }
+        if let Some(allocated) = self.take_first(class) {
+            return Some(allocated);
         }
         self.alloc_small_slow(arenas, class, delayed)
     }
