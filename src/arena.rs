@@ -237,7 +237,8 @@ impl Arena {
     }
 
     /// The block tags (see the field's invariant).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn tags(&self) -> &[AtomicU32] {
         // SAFETY: `tags` points to `capacity` initialised atomics that live as long as the
         // descriptor (see `init`).
@@ -275,7 +276,8 @@ impl Arena {
     }
 
     /// Number of usable blocks.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn block_count(&self) -> usize {
         // Relaxed: a thread that holds a pointer into grown blocks got it, through some
         // synchronisation, from the claim that followed the growth, so it sees the new count.
@@ -336,7 +338,8 @@ impl Arena {
     }
 
     /// `log2` of the block size.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn block_shift(&self) -> u32 {
         self.block_shift
     }
@@ -350,7 +353,8 @@ impl Arena {
 
     /// Hands out a run of `blocks` blocks aligned to `align`, as [`try_alloc`](Self::try_alloc)
     /// claims it, named by its memory id.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn alloc<B: OsBackend>(
         &self,
         blocks: usize,
@@ -378,7 +382,8 @@ impl Arena {
     /// `commit` is asked and the run is not committed yet.
     ///
     /// Returns `None`, with no bit left claimed, if there is no such run or the commit fails.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn try_alloc<B: OsBackend>(
         &self,
         blocks: usize,
@@ -432,7 +437,8 @@ impl Arena {
     /// Makes a run that was just claimed ready to hand out: no purge pending on it, committed if
     /// asked, marked dirty. Returns whether it is committed and whether it reads as zero, or `None`
     /// if the commit failed (the caller then gives the run back).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn prepare<B: OsBackend>(
         &self,
         block: usize,
@@ -442,32 +448,48 @@ impl Arena {
         backend: &B,
     ) -> Option<(bool, bool)> {
         // The run is ours now: no other thread touches its bits in any bitmap.
-        // None of the claimed blocks may stay scheduled for a purge (test first: rarely any is).
-        if let Some(purge) = self.purge() {
-            if purge.is_any_claimed(block, blocks) {
-                purge.unclaim(block, blocks);
-            }
-        }
-        let mut zeroed_by_commit = false;
-        let committed = match self.committed() {
-            None => true,
-            Some(committed) if committed.is_claimed(block, blocks) => true,
-            Some(committed) if commit => {
-                let ptr = self.block_ptr(block);
-                // SAFETY: the run lies inside the arena's region and is claimed by the caller, so
-                // nobody else touches it.
-                zeroed_by_commit =
-                    unsafe { backend.commit(ptr, blocks << self.block_shift) }.ok()?;
-                committed.claim(block, blocks);
-                true
-            }
-            Some(_) => false,
+        let (committed, zeroed_by_commit) = if B::COMMITS {
+            self.prepare_commit(block, blocks, commit, backend)?
+        } else {
+            // Every arena over such a backend is pinned (see `OsBackend::COMMITS`).
+            (true, false)
         };
         let dirty = self.dirty();
         let never_used = !known_dirty
             && !dirty.is_claimed(block, blocks)
             && dirty.claim(block, blocks).all_clear;
         Some((committed, committed && (never_used || zeroed_by_commit)))
+    }
+
+    /// The commit and purge part of [`prepare`](Self::prepare), for backends with commit state:
+    /// clears any purge pending on the run, and commits it if asked. Returns whether the run is
+    /// committed and whether the commit zeroed it, or `None` if the commit failed.
+    fn prepare_commit<B: OsBackend>(
+        &self,
+        block: usize,
+        blocks: usize,
+        commit: bool,
+        backend: &B,
+    ) -> Option<(bool, bool)> {
+        // None of the claimed blocks may stay scheduled for a purge (test first: rarely any is).
+        if let Some(purge) = self.purge() {
+            if purge.is_any_claimed(block, blocks) {
+                purge.unclaim(block, blocks);
+            }
+        }
+        match self.committed() {
+            None => Some((true, false)),
+            Some(committed) if committed.is_claimed(block, blocks) => Some((true, false)),
+            Some(committed) if commit => {
+                let ptr = self.block_ptr(block);
+                // SAFETY: the run lies inside the arena's region and is claimed by the caller, so
+                // nobody else touches it.
+                let zeroed = unsafe { backend.commit(ptr, blocks << self.block_shift) }.ok()?;
+                committed.claim(block, blocks);
+                Some((true, zeroed))
+            }
+            Some(_) => Some((false, false)),
+        }
     }
 
     /// Grows the run `[block, block + blocks)`, which the caller holds, by the `extra` blocks right
@@ -527,7 +549,8 @@ impl Arena {
     /// Gives back the run of `size` bytes at `ptr` that was handed out as block `block`, if it is
     /// exactly that: `ptr` is the start of block `block`, the run lies inside the arena, and every
     /// block of it is in use. Otherwise nothing changes and the answer is `false`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn release(&self, ptr: NonNull<u8>, block: usize, size: usize) -> bool {
         if block >= self.block_count()
             || ptr.addr().get() != self.start.addr().get() + (block << self.block_shift)
@@ -547,7 +570,8 @@ impl Arena {
     /// Moves the search hint down to the field of `block`, which was just freed: searches start at
     /// the lowest field known to have room, so freed memory (still in the caches) is reused before
     /// untouched memory further up, and the arena stays packed towards its start.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn lower_hint(&self, block: usize) {
         let field = block / FIELD_BITS;
         if field < self.search_hint.load(Ordering::Relaxed) {

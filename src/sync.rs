@@ -50,14 +50,16 @@ unsafe impl RawLock for SpinLock {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn try_lock(&self) -> bool {
         self.held
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn unlock(&self) {
         self.held.store(false, Ordering::Release);
     }
@@ -73,13 +75,16 @@ pub struct NoLock;
 // two heap operations ever overlap.
 unsafe impl RawLock for NoLock {
     const NEW: Self = NoLock;
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn lock(&self) {}
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn try_lock(&self) -> bool {
         true
     }
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn unlock(&self) {}
 }
 

@@ -162,31 +162,56 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         arena: ArenaId,
     ) -> Option<Allocation> {
         let (blocks, bytes) = self.blocks_for(size, align)?;
+        if let Some(found) = self.claim(blocks, align, commit, arena) {
+            return Some(found);
+        }
+        self.alloc_elsewhere(size, bytes, align, commit, arena)
+    }
+
+    /// Allocates like [`alloc`](Self::alloc), committed, but always in an arena, never straight
+    /// from the backend: when neither an arena nor the reservation policy has room for a request
+    /// of any arena, an arena of just the size needed is reserved. The layer above relies on this
+    /// to find every allocation's arena (and its block tags) from an address.
+    #[inline(never)]
+    pub(crate) fn alloc_in_arena(
+        &self,
+        size: usize,
+        align: usize,
+        arena: ArenaId,
+    ) -> Option<Allocation> {
+        let (blocks, bytes) = self.blocks_for(size, align)?;
+        if let Some(found) = self.claim(blocks, align, true, arena) {
+            return Some(found);
+        }
+        if arena != ArenaId::ANY {
+            return None;
+        }
+        self.alloc_in_new_arena(bytes, blocks, align)
+    }
+
+    /// Claims the run in the arena `arena` or, for [`ArenaId::ANY`], in the first arena that is
+    /// not exclusive and has room. One copy for every caller: it is on the slow paths only (new
+    /// pages, large objects), and a copy in each made up a tenth of a wasm module.
+    #[inline(never)]
+    fn claim(
+        &self,
+        blocks: usize,
+        align: usize,
+        commit: bool,
+        arena: ArenaId,
+    ) -> Option<Allocation> {
         let slots = self.slots();
         let (first, end) = match arena.index() {
             Some(index) => (index, slots.min(index.saturating_add(1))),
             None => (0, slots),
         };
-        for index in first..end {
-            if let Some(found) = self.try_arena(index, blocks, align, commit, arena) {
-                return Some(found);
+        (first..end).find_map(|index| {
+            let found = self.slot(index)?;
+            if !found.id.suits(found.exclusive, arena) {
+                return None;
             }
-        }
-        self.alloc_elsewhere(size, bytes, align, commit, arena)
-    }
-
-    /// Allocates like [`alloc`](Self::alloc) for any arena, but always in an arena, never straight
-    /// from the backend: when neither an arena nor the reservation policy has room, an arena of just
-    /// the size needed is reserved. The layer above relies on this to find every allocation's arena
-    /// (and its block tags) from an address.
-    pub(crate) fn alloc_in_arena(&self, size: usize, align: usize) -> Option<Allocation> {
-        let (blocks, bytes) = self.blocks_for(size, align)?;
-        if let Some(found) =
-            (0..self.slots()).find_map(|i| self.try_arena(i, blocks, align, true, ArenaId::ANY))
-        {
-            return Some(found);
-        }
-        self.alloc_in_new_arena(bytes, blocks, align)
+            found.alloc(blocks, align, commit, &self.backend)
+        })
     }
 
     #[cold]
@@ -197,7 +222,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         }
         let size = bytes.checked_add(align.saturating_sub(self.block_size()))?;
         let id = self.reserve(size, false, false).ok()?;
-        self.try_arena(id.index()?, blocks, align, true, ArenaId::ANY)
+        self.claim(blocks, align, true, id)
     }
 
     /// Reserves (or grows) an arena on demand and claims the run there. Other threads may claim
@@ -215,13 +240,8 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     ) -> Option<Allocation> {
         const ROUNDS: usize = 8;
         for _ in 0..ROUNDS {
-            let index = self.reserve_on_demand(bytes, align)?.index()?;
-            if let Some(found) = self.try_arena(index, blocks, align, commit, ArenaId::ANY) {
-                return Some(found);
-            }
-            if let Some(found) = (0..self.slots())
-                .find_map(|i| self.try_arena(i, blocks, align, commit, ArenaId::ANY))
-            {
+            self.reserve_on_demand(bytes, align)?;
+            if let Some(found) = self.claim(blocks, align, commit, ArenaId::ANY) {
                 return Some(found);
             }
         }
@@ -232,7 +252,8 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     /// to `isize::MAX` bytes (no object can be larger, and it keeps the block arithmetic from
     /// overflowing), a power-of-two alignment, and the registry at home. Shifts, not division: the
     /// compiler cannot know that the block size is a power of two.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn blocks_for(&self, size: usize, align: usize) -> Option<(usize, usize)> {
         if size.wrapping_sub(1) >= isize::MAX as usize
             || !align.is_power_of_two()
@@ -266,24 +287,6 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             return None;
         }
         self.alloc_direct(size, align, commit)
-    }
-
-    /// Tries the arena in slot `index`. Not inlined: it is on the slow paths only (new pages,
-    /// large objects), and a copy in each of its callers made up a tenth of a wasm module.
-    #[inline(never)]
-    fn try_arena(
-        &self,
-        index: usize,
-        blocks: usize,
-        align: usize,
-        commit: bool,
-        requested: ArenaId,
-    ) -> Option<Allocation> {
-        let arena = self.slot(index)?;
-        if !arena.id.suits(arena.exclusive, requested) {
-            return None;
-        }
-        arena.alloc(blocks, align, commit, &self.backend)
     }
 
     /// Allocates straight from the backend.
@@ -330,7 +333,8 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// The arena with id `id`, if the registry is at home and the arena is published.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn published(&self, id: ArenaId) -> Option<&Arena> {
         // `ANY` (0) wraps around to an index past the table.
         let index = (id.get() as usize).wrapping_sub(1);

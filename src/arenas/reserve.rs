@@ -210,6 +210,10 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             zeroed: zero,
             pinned,
         } = memory;
+        // Over a backend without commit state every arena is pinned, and its memory usable: the
+        // backend has nothing to commit it with (its `commit` does nothing).
+        let pinned = pinned || !B::COMMITS;
+        let committed = committed || pinned;
         let block_size = self.block_size();
         let addr = start.addr().get();
         let skip = align_up(addr, block_size).ok_or(ReserveError::TooSmall)? - addr;

@@ -297,6 +297,8 @@ impl Drop for Mock {
 // Nothing here calls back into an allocator under test (the mock's own bookkeeping uses the system
 // allocator of the test process, which is never the allocator under test).
 unsafe impl OsBackend for Mock {
+    const COMMITS: bool = true;
+
     fn page_size(&self) -> usize {
         self.options.page_size
     }

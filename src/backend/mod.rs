@@ -101,6 +101,14 @@ pub struct OutOfMemory;
 /// - nobody reads or writes a range while it is being purged, or after a purge that reported
 ///   `needs_recommit` until it is committed again.
 pub unsafe trait OsBackend {
+    /// Whether memory from this backend can ever need a commit: it may hand out memory that is not
+    /// committed yet, or give physical memory back with [`purge`](Self::purge). `false` (the
+    /// default) for backends whose memory is always usable, like a static buffer, a break pointer
+    /// or `memory.grow`: their arenas keep no commit or purge state (every arena is pinned), and
+    /// the code for that state compiles away. A backend that sets it `false` hands out only
+    /// committed, pinned regions, and its [`commit`](Self::commit) does nothing.
+    const COMMITS: bool = false;
+
     /// The granule of commit and purge, in bytes: a power of two. Regions start on a page boundary.
     fn page_size(&self) -> usize;
 
@@ -209,7 +217,8 @@ pub(crate) fn bump(
 }
 
 /// Rounds `value` up to a multiple of `align` (a power of two); `None` on overflow.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 pub(crate) const fn align_up(value: usize, align: usize) -> Option<usize> {
     debug_assert!(align.is_power_of_two());
     match value.checked_add(align - 1) {

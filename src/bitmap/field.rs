@@ -35,7 +35,8 @@ pub trait Word:
     /// The mask of `n` bits starting at bit `bit`.
     ///
     /// Requires `1 <= n` and `bit + n <= BITS`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn mask(bit: u32, n: u32) -> Self {
         debug_assert!(n >= 1 && bit + n <= Self::BITS);
         (Self::ONES >> (Self::BITS - n)) << bit
@@ -72,11 +73,14 @@ macro_rules! impl_word {
             const BITS: u32 = <$t>::BITS;
             const ZERO: Self = 0;
             const ONES: Self = <$t>::MAX;
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn trailing_zeros(self) -> u32 { <$t>::trailing_zeros(self) }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn leading_zeros(self) -> u32 { <$t>::leading_zeros(self) }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn count_ones(self) -> u32 { <$t>::count_ones(self) }
         }
     )*};
@@ -87,19 +91,23 @@ macro_rules! impl_field {
     ($atomic:ty, $word:ty) => {
         impl Field for $atomic {
             type Word = $word;
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn new(value: $word) -> Self {
                 <$atomic>::new(value)
             }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn load(&self, order: Ordering) -> $word {
                 <$atomic>::load(self, order)
             }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn store(&self, value: $word, order: Ordering) {
                 <$atomic>::store(self, value, order)
             }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn compare_exchange_weak(
                 &self,
                 current: $word,
@@ -109,11 +117,13 @@ macro_rules! impl_field {
             ) -> Result<$word, $word> {
                 <$atomic>::compare_exchange_weak(self, current, new, success, failure)
             }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn fetch_or(&self, value: $word, order: Ordering) -> $word {
                 <$atomic>::fetch_or(self, value, order)
             }
-            #[inline(always)]
+            #[cfg_attr(not(small_code), inline(always))]
+            #[cfg_attr(small_code, inline)]
             fn fetch_and(&self, value: $word, order: Ordering) -> $word {
                 <$atomic>::fetch_and(self, value, order)
             }

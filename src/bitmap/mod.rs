@@ -44,7 +44,8 @@ pub struct Bitmap<'a, F: Field> {
 
 /// The pieces of the run `[idx, idx + n)`: for each field it touches, the field index and the mask of
 /// the run's bits in that field.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 fn pieces<W: Word>(idx: usize, n: usize) -> impl Iterator<Item = (usize, W)> {
     let bits = W::BITS as usize;
     let mut field = idx / bits;
@@ -65,7 +66,8 @@ fn pieces<W: Word>(idx: usize, n: usize) -> impl Iterator<Item = (usize, W)> {
 
 /// The field and mask of `[idx, idx + n)` when the run lies inside one field (the common case, taken
 /// without building an iterator).
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 fn single<W: Word>(idx: usize, n: usize) -> Option<(usize, W)> {
     let bits = W::BITS as usize;
     let bit = idx % bits;
@@ -76,7 +78,8 @@ fn single<W: Word>(idx: usize, n: usize) -> Option<(usize, W)> {
 ///
 /// Each step doubles (at most) the length of the runs the word stands for, so this takes
 /// `log2(n)` shifts instead of `n`.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 fn runs_of<W: Word>(free: W, n: u32) -> W {
     let mut runs = free;
     let mut len = 1;
@@ -90,25 +93,29 @@ fn runs_of<W: Word>(free: W, n: u32) -> W {
 
 impl<'a, F: Field> Bitmap<'a, F> {
     /// A bitmap over `fields`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub const fn new(fields: &'a [F]) -> Self {
         Bitmap { fields }
     }
 
     /// The fields the bitmap is made of.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn fields(&self) -> &'a [F] {
         self.fields
     }
 
     /// Number of bits: fields × bits per field.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn bit_count(&self) -> usize {
         self.fields.len() * F::Word::BITS as usize
     }
 
     /// Whether `[idx, idx + n)` is a non-empty run inside the bitmap (without overflow).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn in_range(&self, idx: usize, n: usize) -> bool {
         n > 0
             && idx
@@ -147,7 +154,8 @@ impl<'a, F: Field> Bitmap<'a, F> {
     }
 
     /// Sets every bit of `mask` in field `field` if none of them is set yet.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn try_claim_field(&self, field: usize, mask: F::Word) -> bool {
         let cell = &self.fields[field];
         let mut current = cell.load(Relaxed);

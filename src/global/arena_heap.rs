@@ -55,7 +55,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ArenaHeap<'_, B, L, H, M, N>
 {
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn choice(&self) -> Choice<'_, L> {
         Choice::Own {
             slot: &self.slot,
@@ -80,19 +81,22 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         heap.trim(self.quarry.arenas(), delayed);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
         self.quarry.allocate_in(self.choice(), size, align)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate_zeroed(&self, size: usize, align: usize) -> Option<Allocated> {
         self.quarry.allocate_zeroed_in(self.choice(), size, align)
     }
 
     /// # Safety
     /// If `ptr` is a live allocation of this heap, nobody uses it any more.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
         unsafe { self.quarry.deallocate_in(self.choice(), ptr, size) }
@@ -102,7 +106,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     super::api::Reallocate for ArenaHeap<'_, B, L, H, M, N>
 {
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn reallocate(
         &self,
         ptr: NonNull<u8>,

@@ -115,7 +115,8 @@ impl<B: OsBackend, const H: usize, const M: usize, const N: usize> Quarry<B, NoL
 
 /// The heap a thread tries first: a hash of which 64 KiB of address space its stack is in
 /// (Fibonacci hashing: the top bits of a multiplication by the golden ratio).
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 fn home_heap<const H: usize>() -> usize {
     if H == 1 {
         return 0;
@@ -130,20 +131,23 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     Quarry<B, L, H, M, N>
 {
     /// Heap `index`, if its lock can be taken at once.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn try_heap(&self, index: usize) -> Option<HeapGuard<'_, L>> {
         self.slots[index].try_guard()
     }
 
     /// Heap `index`, waiting for its lock.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn lock_heap(&self, index: usize) -> HeapGuard<'_, L> {
         self.slots[index].guard()
     }
 
     /// The first heap this thread can lock, starting from its home heap (waiting for that one if
     /// every heap is busy).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn any_heap(&self) -> HeapGuard<'_, L> {
         let home = home_heap::<H>();
         if let Some(guard) = self.try_heap(home) {
@@ -165,7 +169,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     }
 
     /// A locked heap to allocate from.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn heap_for<'s>(&'s self, choice: Choice<'s, L>) -> HeapGuard<'s, L> {
         match choice {
             Choice::Shared => self.any_heap(),
@@ -175,7 +180,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// The slot of the heap that owns `page` (in `arena`), if the caller may free into it: a
     /// shared heap's page for the shared heaps, the own heap's page for an arena heap.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn owner_slot<'s>(
         &'s self,
         choice: Choice<'s, L>,
@@ -192,7 +198,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two), or `None`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate_in(
         &self,
         choice: Choice<'_, L>,
@@ -225,7 +232,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ///
     /// # Safety
     /// If `ptr` is a live allocation of this allocator, nobody uses it any more.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) unsafe fn deallocate_in(
         &self,
         choice: Choice<'_, L>,
@@ -240,7 +248,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn free_in(
         &self,
         choice: Choice<'_, L>,
@@ -256,7 +265,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in); `located` is what `Heap::locate` said of
     /// `ptr`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn free_located(
         &self,
         choice: Choice<'_, L>,
@@ -368,14 +378,16 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     }
 
     /// Allocates from the shared heaps.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate(&self, size: usize, align: usize) -> Option<Allocated> {
         self.allocate_in(Choice::Shared, size, align)
     }
 
     /// `GlobalAlloc::alloc`: the common case on the spot (see [`Heap::alloc_fast`]), everything
     /// else out of line, so that the common case needs no stack frame.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate_ptr(&self, size: usize, align: usize) -> *mut u8 {
         if let Some(ptr) = self.alloc_fast(size, align) {
             return ptr.as_ptr();
@@ -385,7 +397,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// An object from the first page of its class in the home heap, if that heap is free and the
     /// page has one.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn alloc_fast(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let slot = self.slots.get(home_heap::<H>())?;
         if !slot.lock.try_lock() {
@@ -406,7 +419,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     }
 
     /// Allocates zeroed memory from the shared heaps.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) fn allocate_zeroed(&self, size: usize, align: usize) -> Option<Allocated> {
         self.allocate_zeroed_in(Choice::Shared, size, align)
     }
@@ -415,7 +429,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ///
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
         if unsafe { self.free_fast(ptr) } {
@@ -430,7 +445,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ///
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn free_fast(&self, ptr: NonNull<u8>) -> bool {
         let Ok(Located::Small { page, .. }) = Heap::locate(&self.arenas, ptr) else {
             return false;
@@ -516,7 +532,8 @@ impl<L: RawLock> Slot<L> {
     }
 
     /// The heap, if its lock can be taken at once.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn try_guard(&self) -> Option<HeapGuard<'_, L>> {
         self.lock.try_lock().then(|| HeapGuard {
             lock: &self.lock,
@@ -528,7 +545,8 @@ impl<L: RawLock> Slot<L> {
     }
 
     /// The heap, waiting for its lock.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn guard(&self) -> HeapGuard<'_, L> {
         self.lock.lock();
         HeapGuard {
@@ -560,7 +578,8 @@ impl<L> Copy for Choice<'_, L> {}
 impl<L> Choice<'_, L> {
     /// Whether a large object in `arena` may be freed or resized through this choice: the shared
     /// heaps take those of arenas that are not exclusive, an arena heap those of its arena.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn accepts(&self, arena: &crate::arena::Arena) -> bool {
         match *self {
             Choice::Shared => !arena.exclusive,
@@ -573,7 +592,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize> a
     for Quarry<B, L, H, M, N>
 {
     /// Resizes in the shared heaps.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn reallocate(
         &self,
         ptr: NonNull<u8>,
@@ -608,21 +628,24 @@ struct HeapGuard<'a, L: RawLock> {
 
 impl<L: RawLock> core::ops::Deref for HeapGuard<'_, L> {
     type Target = Heap;
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn deref(&self) -> &Heap {
         self.heap
     }
 }
 
 impl<L: RawLock> core::ops::DerefMut for HeapGuard<'_, L> {
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn deref_mut(&mut self) -> &mut Heap {
         self.heap
     }
 }
 
 impl<L: RawLock> Drop for HeapGuard<'_, L> {
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn drop(&mut self) {
         // SAFETY: the guard was made by `try_heap` or `lock_heap`, which took the lock.
         unsafe { self.lock.unlock() };

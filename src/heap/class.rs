@@ -29,7 +29,8 @@ static TABLE: [u8; TABLE_LIMIT / 8 + 1] = {
 };
 
 /// The class of a request of `size` bytes (`1 <= size <= MAX_CLASS_SIZE`).
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 pub(crate) fn class_of(size: usize) -> usize {
     if size <= TABLE_LIMIT {
         TABLE[(size + 7) >> 3] as usize
@@ -39,7 +40,8 @@ pub(crate) fn class_of(size: usize) -> usize {
 }
 
 /// The class of a request of `size` bytes, by arithmetic.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 const fn compute_class(size: usize) -> usize {
     if size <= 64 {
         let size = if size < MIN_SIZE { MIN_SIZE } else { size };
@@ -53,7 +55,8 @@ const fn compute_class(size: usize) -> usize {
 }
 
 /// The object size of class `class`.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 pub(crate) const fn class_size(class: usize) -> usize {
     if class < 8 {
         (class + 1) << 3
@@ -67,7 +70,8 @@ pub(crate) const fn class_size(class: usize) -> usize {
 /// The smallest class whose objects hold `size` bytes at an alignment of `align`, if one of at most
 /// `max_size` bytes does: objects sit at multiples of the class size from a block-aligned page
 /// start, so a class serves `align` when its size is a multiple of it.
-#[inline(always)]
+#[cfg_attr(not(small_code), inline(always))]
+#[cfg_attr(small_code, inline)]
 pub(crate) fn class_for(size: usize, align: usize, max_size: usize) -> Option<usize> {
     if size > max_size {
         return None;

@@ -154,7 +154,8 @@ impl Heap {
         )
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn count_alloc(&mut self, usable: usize) {
         self.counters.allocs += 1;
         self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_add(usable);
@@ -165,7 +166,8 @@ impl Heap {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn count_free(&mut self, usable: usize) {
         self.counters.frees += 1;
         self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_sub(usable);
@@ -173,7 +175,8 @@ impl Heap {
 
     /// Allocates `size` bytes aligned to `align` (a power of two). `delayed` is this heap's stack
     /// of pages with objects freed by other threads.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn alloc<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
@@ -192,7 +195,8 @@ impl Heap {
     /// The common allocation, with nothing but loads and stores: an object of a size class from the
     /// first page of its list. `None`, having changed nothing, when the request is not for a page
     /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let class = class_for(size, align, self.max_small)?;
         let allocated = self.take_first(class)?;
@@ -201,7 +205,8 @@ impl Heap {
     }
 
     /// An object from the first page on class `class`'s list, if there is one and it has one.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn take_first(&mut self, class: usize) -> Option<Allocated> {
         let page = *self.pages.get(class)?;
         if page.is_null() {
@@ -214,7 +219,8 @@ impl Heap {
 
     /// An object of class `class`: from the first page on the class's list, else from the others
     /// or a new page.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn alloc_small<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
@@ -231,7 +237,8 @@ impl Heap {
     ///
     /// # Safety
     /// The caller holds the heap that owns `page`.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     unsafe fn take(page: &Page) -> Option<Allocated> {
         // SAFETY: forwarded from the caller.
         let object = unsafe { page.pop() }?;
@@ -360,11 +367,7 @@ impl Heap {
         size: usize,
         align: usize,
     ) -> Option<Allocation> {
-        if self.source == ArenaId::ANY {
-            arenas.alloc_in_arena(size, align)
-        } else {
-            arenas.alloc(size, align, true, self.source)
-        }
+        arenas.alloc_in_arena(size, align, self.source)
     }
 
     #[inline(never)]
@@ -394,7 +397,8 @@ impl Heap {
 
     /// Finds the page or the large object of `ptr` without holding any heap, or says why there is
     /// none. A page's owner-only state is not looked at: the holder of its heap checks that.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn locate<B: OsBackend, const M: usize, const N: usize>(
         arenas: &Arenas<B, M, N>,
         ptr: NonNull<u8>,
@@ -432,7 +436,8 @@ impl Heap {
     /// # Safety
     /// The caller holds this heap, `page` is this heap's, and if `ptr` is a live object nobody uses
     /// it any more.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub unsafe fn free_fast(&mut self, page: &Page, ptr: NonNull<u8>) -> bool {
         // SAFETY: the caller holds the owner heap.
         let local = unsafe { page.local() };
@@ -454,7 +459,8 @@ impl Heap {
     /// # Safety
     /// The caller holds this heap, `page` is this heap's, and if `ptr` is a live object nobody uses
     /// it any more.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub unsafe fn free_small<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,

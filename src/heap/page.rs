@@ -40,7 +40,8 @@ impl Divisor {
     }
 
     /// `offset / size` if `offset` is a multiple of the size (and below 2^23).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn exact(self, offset: usize) -> Option<usize> {
         let offset = offset as u64;
         let index = (offset.min(1 << 23) * self.reciprocal) >> DIVISOR_SHIFT;
@@ -163,7 +164,8 @@ impl Page {
     /// # Safety
     /// The caller holds the owner heap, and uses the reference only while no other reference to
     /// this page's `Local` is in use.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn local(&self) -> &mut Local {
         // SAFETY: forwarded from the caller: the owner heap's holder is the only one to touch it.
@@ -174,7 +176,8 @@ impl Page {
     ///
     /// # Safety
     /// The caller holds the owner heap.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub unsafe fn pop(&self) -> Option<Object> {
         // SAFETY: forwarded from the caller.
         let local = unsafe { self.local() };
@@ -212,7 +215,8 @@ impl Page {
 
     /// Whether `ptr` starts an object of this page (one that may have been handed out: below
     /// `limit` objects from the start).
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     fn starts_object(&self, ptr: NonNull<u8>, limit: u32) -> bool {
         let offset = ptr.addr().get().wrapping_sub(self.start.addr().get());
         matches!(self.divisor.exact(offset), Some(index) if index < limit as usize)
@@ -222,14 +226,16 @@ impl Page {
     ///
     /// # Safety
     /// The caller holds the owner heap.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub unsafe fn is_handed_out(&self, ptr: NonNull<u8>) -> bool {
         // SAFETY: forwarded from the caller.
         self.starts_object(ptr, unsafe { self.local() }.bump)
     }
 
     /// Whether the object at `ptr` (an object of this page) is free already.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn is_free(&self, ptr: NonNull<u8>) -> bool {
         // SAFETY: `ptr` starts an object of this page (caller), at least two words long.
         let cookie = unsafe { ptr.cast::<usize>().add(1).read() };
@@ -241,7 +247,8 @@ impl Page {
     /// # Safety
     /// The caller holds the owner heap; `ptr` starts an object of this page that is handed out
     /// now, and nobody uses it any more.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub unsafe fn push(&self, ptr: NonNull<u8>) {
         // SAFETY: forwarded from the caller.
         let local = unsafe { self.local() };
@@ -256,7 +263,8 @@ impl Page {
 
     /// Checks, without holding the owner heap, that `ptr` starts an object of this page that is
     /// not free.
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn check_live(&self, ptr: NonNull<u8>) -> Result<(), FreeErrorKind> {
         if !self.starts_object(ptr, self.capacity) {
             Err(FreeErrorKind::Misaligned)

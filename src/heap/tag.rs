@@ -23,7 +23,8 @@ pub(crate) const MAX_PAGE_BLOCKS: usize = (1 << PAGE_BITS) - 1;
 pub(crate) const MAX_LARGE_BLOCKS: usize = (1 << 30) - 1;
 
 impl Tag {
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn decode(tag: u32) -> Tag {
         match tag & 3 {
             KIND_PAGE => Tag::Page {
@@ -37,7 +38,8 @@ impl Tag {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
     pub fn encode(self) -> u32 {
         match self {
             Tag::None => 0,

@@ -1,0 +1,14 @@
+//! Sets `cfg(small_code)` on the targets where code size counts as much as speed: WebAssembly
+//! modules (downloaded, instantiated) and bare-metal firmware (flash). There the hot paths carry
+//! `#[inline]` and the compiler's inliner, following the build's opt-level, decides; elsewhere
+//! they carry `#[inline(always)]`, so that the common allocation and free run without a call.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(small_code)");
+    let family = std::env::var("CARGO_CFG_TARGET_FAMILY").unwrap_or_default();
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if family.split(',').any(|f| f == "wasm") || os == "none" {
+        println!("cargo::rustc-cfg=small_code");
+    }
+    println!("cargo::rerun-if-changed=build.rs");
+}
