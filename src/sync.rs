@@ -13,6 +13,10 @@ use crate::atomic::{AtomicBool, Ordering};
 pub unsafe trait RawLock: Sync {
     /// The lock, not held.
     const NEW: Self;
+    /// No other thread or interrupt can hold the lock when a heap operation starts: taking it never
+    /// waits. Then the allocator uses one heap only and never frees through another heap's remote
+    /// list, and the code for both compiles away.
+    const NEVER_BUSY: bool = false;
     /// Takes the lock, waiting for it.
     fn lock(&self);
     /// Takes the lock if it is free.
@@ -40,6 +44,8 @@ unsafe impl RawLock for SpinLock {
     const NEW: Self = SpinLock {
         held: AtomicBool::new(false),
     };
+    /// A WebAssembly module built without the `atomics` feature has one thread, and no interrupts.
+    const NEVER_BUSY: bool = cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
 
     #[inline]
     fn lock(&self) {
@@ -75,6 +81,7 @@ pub struct NoLock;
 // two heap operations ever overlap.
 unsafe impl RawLock for NoLock {
     const NEW: Self = NoLock;
+    const NEVER_BUSY: bool = true;
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     fn lock(&self) {}
@@ -113,6 +120,9 @@ mod critical {
         const NEW: Self = CriticalSectionLock {
             restore: UnsafeCell::new(critical_section::RestoreState::invalid()),
         };
+        /// Entering the critical section excludes everyone else, so a heap operation never finds
+        /// the lock held (operations do not nest).
+        const NEVER_BUSY: bool = true;
 
         #[inline]
         fn lock(&self) {

@@ -114,11 +114,12 @@ impl<B: OsBackend, const H: usize, const M: usize, const N: usize> Quarry<B, NoL
 }
 
 /// The heap a thread tries first: a hash of which 64 KiB of address space its stack is in
-/// (Fibonacci hashing: the top bits of a multiplication by the golden ratio).
+/// (Fibonacci hashing: the top bits of a multiplication by the golden ratio). Heap 0 behind a lock
+/// that is never busy: nobody competes for it, so one heap holds every page.
 #[cfg_attr(not(small_code), inline(always))]
 #[cfg_attr(small_code, inline)]
-fn home_heap<const H: usize>() -> usize {
-    if H == 1 {
+fn home_heap<const H: usize, L: RawLock>() -> usize {
+    if H == 1 || L::NEVER_BUSY {
         return 0;
     }
     let probe = 0u8;
@@ -149,7 +150,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     fn any_heap(&self) -> HeapGuard<'_, L> {
-        let home = home_heap::<H>();
+        let home = home_heap::<H, L>();
         if let Some(guard) = self.try_heap(home) {
             return guard;
         }
@@ -207,7 +208,8 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         align: usize,
     ) -> Option<Allocated> {
         let mut heap = self.heap_for(choice);
-        let delayed = heap.delayed;
+        // Behind a lock that is never busy, no object is ever freed onto a remote list.
+        let delayed = (!L::NEVER_BUSY).then_some(heap.delayed);
         heap.alloc(&self.arenas, size, align, delayed)
     }
 
@@ -400,7 +402,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     fn alloc_fast(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let slot = self.slots.get(home_heap::<H>())?;
+        let slot = self.slots.get(home_heap::<H, L>())?;
         if !slot.lock.try_lock() {
             return None;
         }
@@ -531,10 +533,13 @@ impl<L: RawLock> Slot<L> {
         }
     }
 
-    /// The heap, if its lock can be taken at once.
+    /// The heap, if its lock can be taken at once (always, for a lock that is never busy).
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     fn try_guard(&self) -> Option<HeapGuard<'_, L>> {
+        if L::NEVER_BUSY {
+            return Some(self.guard());
+        }
         self.lock.try_lock().then(|| HeapGuard {
             lock: &self.lock,
             delayed: &self.delayed,

@@ -174,7 +174,7 @@ impl Heap {
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two). `delayed` is this heap's stack
-    /// of pages with objects freed by other threads.
+    /// of pages with objects freed by other threads (`None`: objects are never freed that way).
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     pub fn alloc<B: OsBackend, const M: usize, const N: usize>(
@@ -182,7 +182,7 @@ impl Heap {
         arenas: &Arenas<B, M, N>,
         size: usize,
         align: usize,
-        delayed: &AtomicPtr<Page>,
+        delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
         let allocated = match class_for(size, align, self.max_small) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
@@ -225,7 +225,7 @@ impl Heap {
         &mut self,
         arenas: &Arenas<B, M, N>,
         class: usize,
-        delayed: &AtomicPtr<Page>,
+        delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
         if let Some(allocated) = self.take_first(class) {
             return Some(allocated);
@@ -256,9 +256,11 @@ impl Heap {
         &mut self,
         arenas: &Arenas<B, M, N>,
         class: usize,
-        delayed: &AtomicPtr<Page>,
+        delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
-        self.drain(arenas, delayed);
+        if let Some(delayed) = delayed {
+            self.drain(arenas, delayed);
+        }
         loop {
             let page = self.pages[class];
             if page.is_null() {
