@@ -165,20 +165,34 @@ impl Arena {
                 tags,
             })
         };
-        // SAFETY: just written; the bitmaps are zeroed memory, which is a valid `AtomicUsize` each.
+        // SAFETY: just written; the bitmaps and tags are zeroed memory (caller), which is a valid
+        // atomic each, and all clear.
         let this = unsafe { arena.as_ref() };
-        this.reset_bitmaps(init.committed, init.zero);
+        this.mark_fresh(init.committed, init.zero);
         arena
     }
 
     /// Sets the bitmaps to a fresh arena's state: nothing in use but the padding past the last block,
     /// everything committed (or not), everything dirty unless the memory is known zero.
     fn reset_bitmaps(&self, committed: bool, zero: bool) {
-        for map in [self.in_use(), self.dirty()] {
-            for field in map.fields() {
+        for field in self.in_use().fields().iter().chain(self.dirty().fields()) {
+            field.store(0, Ordering::Relaxed);
+        }
+        for tag in self.tags() {
+            tag.store(0, Ordering::Relaxed);
+        }
+        if let Some(purge_map) = self.purge() {
+            for field in purge_map.fields() {
                 field.store(0, Ordering::Relaxed);
             }
         }
+        self.mark_fresh(committed, zero);
+    }
+
+    /// The bits of a fresh arena that are set, over bitmaps and tags that are all clear: the
+    /// padding past the last block is in use, everything is dirty unless the memory is known zero,
+    /// and everything is committed if it is.
+    fn mark_fresh(&self, committed: bool, zero: bool) {
         let count = self.block_count();
         let padding = self.field_count * FIELD_BITS - count;
         if padding > 0 {
@@ -187,13 +201,7 @@ impl Arena {
         if !zero {
             self.dirty().claim(0, self.field_count * FIELD_BITS);
         }
-        for tag in self.tags() {
-            tag.store(0, Ordering::Relaxed);
-        }
-        if let (Some(commit_map), Some(purge_map)) = (self.committed(), self.purge()) {
-            for field in purge_map.fields() {
-                field.store(0, Ordering::Relaxed);
-            }
+        if let Some(commit_map) = self.committed() {
             for field in commit_map.fields() {
                 field.store(if committed { usize::MAX } else { 0 }, Ordering::Relaxed);
             }
