@@ -1,7 +1,8 @@
 //! Sets `cfg(small_code)` on the targets where code size counts as much as speed: WebAssembly
-//! modules (downloaded, instantiated) and bare-metal firmware (flash). There the hot paths carry
-//! `#[inline]` and the compiler's inliner, following the build's opt-level, decides; elsewhere
-//! they carry `#[inline(always)]`, so that the common allocation and free run without a call.
+//! modules (downloaded, instantiated) and bare-metal firmware (flash). There only the fast paths
+//! themselves (`alloc_fast`, `free_fast`, `locate` and what they stand on) are always inlined; the
+//! rest of what is hot carries `#[inline]`, and the compiler's inliner, following the build's
+//! opt-level, decides. Elsewhere all of it is `#[inline(always)]`.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(small_code)");

@@ -245,8 +245,7 @@ impl Arena {
     }
 
     /// The block tags (see the field's invariant).
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn tags(&self) -> &[AtomicU32] {
         // SAFETY: `tags` points to `capacity` initialised atomics that live as long as the
         // descriptor (see `init`).
@@ -284,8 +283,7 @@ impl Arena {
     }
 
     /// Number of usable blocks.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn block_count(&self) -> usize {
         // Relaxed: a thread that holds a pointer into grown blocks got it, through some
         // synchronisation, from the claim that followed the growth, so it sees the new count.
@@ -346,8 +344,7 @@ impl Arena {
     }
 
     /// `log2` of the block size.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn block_shift(&self) -> u32 {
         self.block_shift
     }

@@ -56,16 +56,14 @@ unsafe impl RawLock for SpinLock {
         }
     }
 
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn try_lock(&self) -> bool {
         self.held
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     unsafe fn unlock(&self) {
         self.held.store(false, Ordering::Release);
     }
@@ -85,13 +83,11 @@ unsafe impl RawLock for NoLock {
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     fn lock(&self) {}
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn try_lock(&self) -> bool {
         true
     }
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     unsafe fn unlock(&self) {}
 }
 

@@ -35,8 +35,7 @@ pub trait Word:
     /// The mask of `n` bits starting at bit `bit`.
     ///
     /// Requires `1 <= n` and `bit + n <= BITS`.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn mask(bit: u32, n: u32) -> Self {
         debug_assert!(n >= 1 && bit + n <= Self::BITS);
         (Self::ONES >> (Self::BITS - n)) << bit
@@ -73,14 +72,11 @@ macro_rules! impl_word {
             const BITS: u32 = <$t>::BITS;
             const ZERO: Self = 0;
             const ONES: Self = <$t>::MAX;
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn trailing_zeros(self) -> u32 { <$t>::trailing_zeros(self) }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn leading_zeros(self) -> u32 { <$t>::leading_zeros(self) }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn count_ones(self) -> u32 { <$t>::count_ones(self) }
         }
     )*};
@@ -96,18 +92,15 @@ macro_rules! impl_field {
             fn new(value: $word) -> Self {
                 <$atomic>::new(value)
             }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn load(&self, order: Ordering) -> $word {
                 <$atomic>::load(self, order)
             }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn store(&self, value: $word, order: Ordering) {
                 <$atomic>::store(self, value, order)
             }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn compare_exchange_weak(
                 &self,
                 current: $word,
@@ -117,13 +110,11 @@ macro_rules! impl_field {
             ) -> Result<$word, $word> {
                 <$atomic>::compare_exchange_weak(self, current, new, success, failure)
             }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn fetch_or(&self, value: $word, order: Ordering) -> $word {
                 <$atomic>::fetch_or(self, value, order)
             }
-            #[cfg_attr(not(small_code), inline(always))]
-            #[cfg_attr(small_code, inline)]
+            #[inline(always)]
             fn fetch_and(&self, value: $word, order: Ordering) -> $word {
                 <$atomic>::fetch_and(self, value, order)
             }

@@ -95,8 +95,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// # Safety
     /// If `ptr` is a live allocation of this heap, nobody uses it any more.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
         unsafe { self.quarry.deallocate_in(self.choice(), ptr, size) }

@@ -116,8 +116,7 @@ impl<B: OsBackend, const H: usize, const M: usize, const N: usize> Quarry<B, NoL
 /// The heap a thread tries first: a hash of which 64 KiB of address space its stack is in
 /// (Fibonacci hashing: the top bits of a multiplication by the golden ratio). Heap 0 behind a lock
 /// that is never busy: nobody competes for it, so one heap holds every page.
-#[cfg_attr(not(small_code), inline(always))]
-#[cfg_attr(small_code, inline)]
+#[inline(always)]
 fn home_heap<const H: usize, L: RawLock>() -> usize {
     if H == 1 || L::NEVER_BUSY {
         return 0;
@@ -388,8 +387,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// `GlobalAlloc::alloc`: the common case on the spot (see [`Heap::alloc_fast`]), everything
     /// else out of line, so that the common case needs no stack frame.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub(crate) fn allocate_ptr(&self, size: usize, align: usize) -> *mut u8 {
         if let Some(ptr) = self.alloc_fast(size, align) {
             return ptr.as_ptr();
@@ -399,8 +397,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 
     /// An object from the first page of its class in the home heap, if that heap is free and the
     /// page has one.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn alloc_fast(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let slot = self.slots.get(home_heap::<H, L>())?;
         if !slot.lock.try_lock() {
@@ -431,8 +428,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ///
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in).
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub(crate) unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
         if unsafe { self.free_fast(ptr) } {
@@ -447,8 +443,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
     ///
     /// # Safety
     /// As for [`deallocate_in`](Self::deallocate_in).
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     unsafe fn free_fast(&self, ptr: NonNull<u8>) -> bool {
         let Ok(Located::Small { page, .. }) = Heap::locate(&self.arenas, ptr) else {
             return false;
@@ -633,24 +628,21 @@ struct HeapGuard<'a, L: RawLock> {
 
 impl<L: RawLock> core::ops::Deref for HeapGuard<'_, L> {
     type Target = Heap;
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn deref(&self) -> &Heap {
         self.heap
     }
 }
 
 impl<L: RawLock> core::ops::DerefMut for HeapGuard<'_, L> {
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut Heap {
         self.heap
     }
 }
 
 impl<L: RawLock> Drop for HeapGuard<'_, L> {
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: the guard was made by `try_heap` or `lock_heap`, which took the lock.
         unsafe { self.lock.unlock() };

@@ -154,8 +154,7 @@ impl Heap {
         )
     }
 
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn count_alloc(&mut self, usable: usize) {
         self.counters.allocs += 1;
         self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_add(usable);
@@ -166,8 +165,7 @@ impl Heap {
         }
     }
 
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn count_free(&mut self, usable: usize) {
         self.counters.frees += 1;
         self.counters.bytes_in_use = self.counters.bytes_in_use.wrapping_sub(usable);
@@ -195,8 +193,7 @@ impl Heap {
     /// The common allocation, with nothing but loads and stores: an object of a size class from the
     /// first page of its list. `None`, having changed nothing, when the request is not for a page
     /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let class = class_for(size, align, self.max_small)?;
         let allocated = self.take_first(class)?;
@@ -205,8 +202,7 @@ impl Heap {
     }
 
     /// An object from the first page on class `class`'s list, if there is one and it has one.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn take_first(&mut self, class: usize) -> Option<Allocated> {
         let page = *self.pages.get(class)?;
         if page.is_null() {
@@ -399,8 +395,7 @@ impl Heap {
 
     /// Finds the page or the large object of `ptr` without holding any heap, or says why there is
     /// none. A page's owner-only state is not looked at: the holder of its heap checks that.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn locate<B: OsBackend, const M: usize, const N: usize>(
         arenas: &Arenas<B, M, N>,
         ptr: NonNull<u8>,
@@ -438,8 +433,7 @@ impl Heap {
     /// # Safety
     /// The caller holds this heap, `page` is this heap's, and if `ptr` is a live object nobody uses
     /// it any more.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub unsafe fn free_fast(&mut self, page: &Page, ptr: NonNull<u8>) -> bool {
         // SAFETY: the caller holds the owner heap.
         let local = unsafe { page.local() };

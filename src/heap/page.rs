@@ -40,8 +40,7 @@ impl Divisor {
     }
 
     /// `offset / size` if `offset` is a multiple of the size (and below 2^23).
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     fn exact(self, offset: usize) -> Option<usize> {
         let offset = offset as u64;
         let index = (offset.min(1 << 23) * self.reciprocal) >> DIVISOR_SHIFT;
@@ -164,8 +163,7 @@ impl Page {
     /// # Safety
     /// The caller holds the owner heap, and uses the reference only while no other reference to
     /// this page's `Local` is in use.
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn local(&self) -> &mut Local {
         // SAFETY: forwarded from the caller: the owner heap's holder is the only one to touch it.

@@ -23,8 +23,7 @@ pub(crate) const MAX_PAGE_BLOCKS: usize = (1 << PAGE_BITS) - 1;
 pub(crate) const MAX_LARGE_BLOCKS: usize = (1 << 30) - 1;
 
 impl Tag {
-    #[cfg_attr(not(small_code), inline(always))]
-    #[cfg_attr(small_code, inline)]
+    #[inline(always)]
     pub fn decode(tag: u32) -> Tag {
         match tag & 3 {
             KIND_PAGE => Tag::Page {
