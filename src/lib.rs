@@ -17,6 +17,8 @@ mod meta;
 pub mod sync;
 
 pub use arenas::{ArenaStats, Arenas, ReserveError};
+#[cfg(all(unix, feature = "unix"))]
+pub use backend::Mmap;
 #[cfg(target_arch = "wasm32")]
 pub use backend::WasmGrow;
 pub use backend::{OsBackend, Region, Sbrk, StaticBuffer};

@@ -92,7 +92,11 @@ impl<'a, B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     #[inline]
     pub unsafe fn free(&self, allocation: &Allocation) -> Result<(), FreeError> {
         if let MemKind::Arena { id, block } = allocation.memid.kind {
-            if id == self.arena.id && self.arena.release(allocation.ptr, block, allocation.size) {
+            if id == self.arena.id
+                && self
+                    .registry
+                    .release(self.arena, allocation.ptr, block, allocation.size)
+            {
                 return Ok(());
             }
         }

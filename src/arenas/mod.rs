@@ -17,7 +17,7 @@ pub use handle::ArenaHandle;
 pub use report::ArenaStats;
 pub use reserve::ReserveError;
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Purging};
 use crate::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use crate::backend::{align_up, OsBackend, Region};
 use crate::config::Config;
@@ -56,6 +56,8 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     growable: AtomicUsize,
     /// Held while an arena is reserved or grown on demand over a backend that grows in place.
     growing: AtomicBool,
+    /// Held by the one thread that purges at a time.
+    purging: AtomicBool,
     report: Report,
 }
 
@@ -76,6 +78,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             home: AtomicUsize::new(0),
             growable: AtomicUsize::new(0),
             growing: AtomicBool::new(false),
+            purging: AtomicBool::new(false),
             report: Report::new(),
         }
     }
@@ -317,13 +320,81 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         // The common case, a valid free of arena blocks, takes only the checks that prove it valid.
         if let MemKind::Arena { id, block } = allocation.memid.kind {
             if let Some(arena) = self.published(id) {
-                if arena.release(allocation.ptr, block, allocation.size) {
+                if self.release(arena, allocation.ptr, block, allocation.size) {
                     return Ok(());
                 }
             }
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.free_slow(allocation) }
+    }
+
+    /// What a release needs to schedule purges: the backend and the configured delay.
+    #[inline(always)]
+    pub(crate) fn purging(&self) -> Purging<'_, B> {
+        Purging {
+            backend: &self.backend,
+            delay_ms: self.config.purge_delay(),
+            clock: None,
+        }
+    }
+
+    /// Gives back the run of `size` bytes at `ptr`, block `block` of `arena` (see
+    /// [`Arena::release`]), scheduling its purge, after purging what is due.
+    #[cfg_attr(not(small_code), inline(always))]
+    #[cfg_attr(small_code, inline)]
+    pub(crate) fn release(
+        &self,
+        arena: &Arena,
+        ptr: NonNull<u8>,
+        block: usize,
+        size: usize,
+    ) -> bool {
+        let mut purging = self.purging();
+        if purging.enabled() && purging.delay_ms > 0 {
+            // One clock reading for the whole release. What is due goes first: a purge that is
+            // due is not put off by this run's schedule.
+            purging = purging.read_clock();
+            self.purge_arenas(false, false, purging);
+        }
+        arena.release(ptr, block, size, purging)
+    }
+
+    /// Purges the freed blocks that are due, or, if `force`d, every freed block scheduled for a
+    /// purge, in every arena: their physical memory goes back to the backend. Returns whether
+    /// anything was purged. Nothing happens over a backend without commit state, when purging is
+    /// off (`purge_delay_ms` below 0), or while another thread purges.
+    pub fn collect(&self, force: bool) -> bool {
+        self.purge_arenas(force, true, self.purging())
+    }
+
+    /// Purges due blocks (all scheduled ones if `force`d), in every arena if `all`, else in the
+    /// first arena that has any. One thread at a time: a thread that finds another purging leaves
+    /// it to that one.
+    #[inline(never)]
+    fn purge_arenas(&self, force: bool, all: bool, purging: Purging<'_, B>) -> bool {
+        // The guard and the clock only when some arena has a purge scheduled.
+        if !purging.enabled()
+            || !(force || self.arenas().any(Arena::purge_pending))
+            || self
+                .purging
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let now = purging.now();
+        let mut any = false;
+        for arena in self.arenas() {
+            if arena.try_purge(now, force, purging) {
+                any = true;
+                if !all {
+                    break;
+                }
+            }
+        }
+        self.purging.store(false, Ordering::Release);
+        any
     }
 
     /// Counts a bad free found by the layer above and passes it to the error hook.
@@ -440,6 +511,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             stats.arena_bytes += arena.size();
             stats.blocks_in_use += arena.in_use().count_set() - padding;
             stats.committed_bytes += arena.committed_blocks() * arena.block_size();
+            stats.purged_bytes += arena.purged_blocks() * arena.block_size();
         }
         stats.meta_bytes = self.meta.used();
         stats

@@ -12,6 +12,8 @@ pub struct ArenaStats {
     pub arena_bytes: usize,
     /// Bytes of arena memory committed.
     pub committed_bytes: usize,
+    /// Bytes whose physical memory purges gave back to the backend, in all.
+    pub purged_bytes: usize,
     /// Blocks handed out now, over all arenas.
     pub blocks_in_use: usize,
     /// Regions allocated from the backend directly because no arena had room, in all.

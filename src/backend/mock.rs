@@ -368,15 +368,20 @@ unsafe impl OsBackend for Mock {
             };
         }
         let page = self.options.page_size;
-        // Only whole pages inside the range are decommitted.
+        // Only whole pages inside the range are decommitted; the range reads as zero afterwards
+        // only if it is made of whole pages.
         let first = offset.div_ceil(page);
         let end = (offset + size) / page;
-        if first < end {
-            self.set_committed(&mut state, first..end, false);
+        if first >= end {
+            return Purged {
+                needs_recommit: false,
+                zeroed: false,
+            };
         }
+        self.set_committed(&mut state, first..end, false);
         Purged {
             needs_recommit: true,
-            zeroed: true,
+            zeroed: first * page == offset && end * page == offset + size,
         }
     }
 

@@ -9,6 +9,7 @@
 //! | [`StaticBuffer`] | a byte array inside the value (a `static`) | no | no | no |
 //! | [`Sbrk`] | a break pointer over a region: linker symbols, a given range, or the process break (feature `unix`) | no | no | no |
 //! | `WasmGrow` (wasm32) | `memory.grow`, 64 KiB at a time | no | no | WASI's monotonic clock on wasm32-wasip1 |
+//! | `Mmap` (unix, feature `unix`) | `mmap`: reserved, committed with `mprotect` as blocks are handed out | `madvise(MADV_DONTNEED)`, after a delay | `munmap` | `CLOCK_MONOTONIC` |
 //! | [`Mock`] (feature `mock`) | a heap buffer of fixed capacity, for tests | decommit, poisoned | yes | manual |
 //!
 //! The break-pointer backends ([`Sbrk`], `WasmGrow`, [`StaticBuffer`]) hand out each region right
@@ -25,6 +26,11 @@ pub use static_buffer::StaticBuffer;
 mod wasm_grow;
 #[cfg(target_arch = "wasm32")]
 pub use wasm_grow::WasmGrow;
+
+#[cfg(all(unix, feature = "unix"))]
+mod mmap;
+#[cfg(all(unix, feature = "unix"))]
+pub use mmap::Mmap;
 
 #[cfg(feature = "mock")]
 mod mock;

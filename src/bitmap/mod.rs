@@ -153,6 +153,19 @@ impl<'a, F: Field> Bitmap<'a, F> {
         true
     }
 
+    /// Claims the longest run `[idx, idx + k)` with `k <= n` whose bits are all clear, trying the
+    /// whole run first and one bit less each time; returns `k` (0: not even bit `idx` is clear).
+    ///
+    /// A purge takes the free blocks of a run marked for it this way: whatever part of the run an
+    /// allocation has taken meanwhile stays with that allocation.
+    pub fn try_claim_prefix(&self, idx: usize, n: usize) -> usize {
+        let mut k = n;
+        while k > 0 && !self.try_claim(idx, k) {
+            k -= 1;
+        }
+        k
+    }
+
     /// Sets every bit of `mask` in field `field` if none of them is set yet.
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]

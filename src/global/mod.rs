@@ -299,7 +299,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
                 }
                 let mut heap = self.heap_for(choice);
                 // SAFETY: forwarded from the caller.
-                unsafe { heap.free_large(arena, block, blocks, ptr) }
+                unsafe { heap.free_large(&self.arenas, arena, block, blocks, ptr) }
             }
         }
     }
@@ -484,6 +484,15 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
             let delayed = heap.delayed;
             heap.trim(&self.arenas, delayed);
         }
+    }
+
+    /// Gives memory back: every empty page to its arena (as [`trim`](Self::trim) does), then the
+    /// physical memory of freed blocks to the backend, those whose purge delay has passed or, if
+    /// `force`d, all of them. Does the second part only over a backend that can purge (such as
+    /// `Mmap`) and with purging on (`Config::purge_delay_ms` 0 or more).
+    pub fn collect(&self, force: bool) {
+        self.trim();
+        self.arenas.collect(force);
     }
 
     /// Bytes usable at `ptr`, if it is a live allocation of this allocator.

@@ -15,6 +15,8 @@ pub struct Stats {
     pub reserved_bytes: usize,
     /// Bytes of arena memory committed.
     pub committed_bytes: usize,
+    /// Bytes of freed arena memory purged (given back to the backend), in all.
+    pub purged_bytes: usize,
     /// Arenas.
     pub arenas: usize,
     /// Allocations made, in all.
@@ -40,6 +42,7 @@ impl Stats {
             peak_bytes: heap.peak_bytes,
             reserved_bytes: arenas.arena_bytes,
             committed_bytes: arenas.committed_bytes,
+            purged_bytes: arenas.purged_bytes,
             arenas: arenas.arenas,
             allocations: heap.allocs,
             frees: heap.frees,
@@ -64,7 +67,7 @@ impl core::fmt::Display for Stats {
         write!(
             f,
             "{} allocations, {} frees, {} in use (peak {}), {} arena{} of {} ({} committed), \
-             {} pages made, {} returned, {} refused frees",
+             {} pages made, {} returned, {} refused frees{}",
             self.allocations,
             self.frees,
             Bytes(self.bytes_in_use),
@@ -76,7 +79,20 @@ impl core::fmt::Display for Stats {
             self.pages_made,
             self.pages_returned,
             self.errors(),
+            Purged(self.purged_bytes),
         )
+    }
+}
+
+/// `, N purged` when purges gave memory back, else nothing.
+struct Purged(usize);
+
+impl core::fmt::Display for Purged {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ", {} purged", Bytes(n)),
+        }
     }
 }
 
@@ -118,5 +134,12 @@ mod tests {
             "4615 allocations, 3639 frees, 136 KiB in use (peak 141 KiB), 1 arena of 12 MiB \
              (4096 B committed), 19 pages made, 0 returned, 2 refused frees"
         );
+        let purged = Stats {
+            purged_bytes: 20 << 20,
+            ..stats
+        };
+        assert!(purged
+            .to_string()
+            .ends_with("2 refused frees, 20 MiB purged"));
     }
 }

@@ -382,7 +382,7 @@ impl Heap {
         let arena = arenas.published(id)?;
         let blocks = run.size >> arena.block_shift();
         if blocks > MAX_LARGE_BLOCKS {
-            arena.release(run.ptr, block, run.size);
+            arenas.release(arena, run.ptr, block, run.size);
             return None;
         }
         arena.tags()[block].store(Tag::Large { blocks }.encode(), Release);
@@ -489,8 +489,9 @@ impl Heap {
     /// # Safety
     /// If the object is live, nobody uses it any more.
     #[inline(never)]
-    pub unsafe fn free_large(
+    pub unsafe fn free_large<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
+        arenas: &Arenas<B, M, N>,
         arena: &Arena,
         block: usize,
         blocks: usize,
@@ -504,7 +505,7 @@ impl Heap {
         if tag.compare_exchange(expected, 0, Relaxed, Relaxed).is_err() {
             return Err(FreeErrorKind::DoubleFree);
         }
-        if !arena.release(ptr, block, bytes) {
+        if !arenas.release(arena, ptr, block, bytes) {
             tag.store(expected, Relaxed);
             return Err(FreeErrorKind::DoubleFree);
         }
@@ -560,7 +561,7 @@ impl Heap {
             tag.store(0, Relaxed);
         }
         // The header is inside the run: nothing reads it after this.
-        arena.release(start, block, blocks << arena.block_shift());
+        arenas.release(arena, start, block, blocks << arena.block_shift());
         self.counters.pages_returned += 1;
     }
 
@@ -577,7 +578,7 @@ impl Heap {
         let shift = arena.block_shift();
         let wanted = ((new_size.max(1) - 1) >> shift) + 1;
         if wanted <= blocks {
-            arena.shrink(block, blocks, wanted);
+            arena.shrink(block, blocks, wanted, arenas.purging());
         } else if wanted > MAX_LARGE_BLOCKS
             || arena
                 .try_extend(block, blocks, wanted - blocks, arenas.backend())

@@ -47,8 +47,12 @@ fn steps(quick: bool) -> Vec<Step> {
         ),
         Step::cmd("test (host)", cargo("test --workspace")),
         Step::cmd(
-            "test (host, feature unix: the process break)",
+            "test (host, feature unix: Mmap and the process break)",
             cargo("test -p quarry-alloc --features unix --lib backend"),
+        ),
+        Step::cmd(
+            "test (host, feature unix: Mmap gives memory back)",
+            cargo("test -p quarry-alloc --features unix --test mmap"),
         ),
         Step::cmd(
             "build bench (release)",

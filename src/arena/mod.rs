@@ -12,6 +12,9 @@ use core::fmt;
 use core::mem::size_of;
 use core::ptr::NonNull;
 
+mod purge;
+pub(crate) use purge::Purging;
+
 /// Bits per bitmap field.
 const FIELD_BITS: usize = usize::BITS as usize;
 
@@ -84,6 +87,11 @@ pub(crate) struct Arena {
     pub meta_region: Option<Region>,
     /// Field at which the last search succeeded: only a hint where to start the next one.
     search_hint: AtomicUsize,
+    /// When the blocks marked in the purge bitmap are due (the backend's clock in milliseconds,
+    /// wrapping); 0 when none is scheduled. See [`purge`].
+    purge_expire: AtomicUsize,
+    /// Blocks purged so far, for the statistics.
+    purged_blocks: AtomicUsize,
     /// The bitmaps, `field_count` fields each, right after the descriptor:
     /// - in-use: bit i set ⇔ block i is handed out, or lies past `block_count` (not grown into
     ///   yet, or padding past `capacity`);
@@ -161,6 +169,8 @@ impl Arena {
                 region: init.region,
                 meta_region: init.meta_region,
                 search_hint: AtomicUsize::new(0),
+                purge_expire: AtomicUsize::new(0),
+                purged_blocks: AtomicUsize::new(0),
                 bitmaps,
                 tags,
             })
@@ -181,6 +191,7 @@ impl Arena {
         for tag in self.tags() {
             tag.store(0, Ordering::Relaxed);
         }
+        self.purge_expire.store(0, Ordering::Relaxed);
         if let Some(purge_map) = self.purge() {
             for field in purge_map.fields() {
                 field.store(0, Ordering::Relaxed);
@@ -232,6 +243,11 @@ impl Arena {
             )
         };
         Bitmap::new(fields)
+    }
+
+    /// Blocks purged so far.
+    pub fn purged_blocks(&self) -> usize {
+        self.purged_blocks.load(Ordering::Relaxed)
     }
 
     /// Blocks committed now.
@@ -524,10 +540,17 @@ impl Arena {
     }
 
     /// Gives back the last blocks of the run `[block, block + blocks)`, which the caller holds,
-    /// keeping the first `keep` (at least one).
-    pub fn shrink(&self, block: usize, blocks: usize, keep: usize) {
+    /// keeping the first `keep` (at least one); they are scheduled for a purge.
+    pub fn shrink<B: OsBackend>(
+        &self,
+        block: usize,
+        blocks: usize,
+        keep: usize,
+        purging: Purging<'_, B>,
+    ) {
         debug_assert!(keep >= 1 && keep <= blocks && block + blocks <= self.block_count());
         if keep < blocks {
+            self.schedule_purge(block + keep, blocks - keep, purging);
             self.in_use().unclaim(block + keep, blocks - keep);
             self.lower_hint(block + keep);
         }
@@ -553,10 +576,17 @@ impl Arena {
 
     /// Gives back the run of `size` bytes at `ptr` that was handed out as block `block`, if it is
     /// exactly that: `ptr` is the start of block `block`, the run lies inside the arena, and every
-    /// block of it is in use. Otherwise nothing changes and the answer is `false`.
+    /// block of it is in use. Otherwise nothing changes and the answer is `false`. A run given
+    /// back is scheduled for a purge (see [`purge`]).
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
-    pub fn release(&self, ptr: NonNull<u8>, block: usize, size: usize) -> bool {
+    pub fn release<B: OsBackend>(
+        &self,
+        ptr: NonNull<u8>,
+        block: usize,
+        size: usize,
+        purging: Purging<'_, B>,
+    ) -> bool {
         if block >= self.block_count()
             || ptr.addr().get() != self.start.addr().get() + (block << self.block_shift)
         {
@@ -564,8 +594,18 @@ impl Arena {
         }
         // `size == 0` wraps to a block count larger than any arena, refused below.
         let blocks = (size.wrapping_sub(1) >> self.block_shift) + 1;
-        let released =
-            blocks <= self.block_count() - block && self.in_use().try_unclaim(block, blocks);
+        if blocks > self.block_count() - block {
+            return false;
+        }
+        if purging.enabled() && !self.pinned {
+            // The purge is marked (or done) while the run is still ours: only a run that is
+            // all in use is.
+            if !self.in_use().is_claimed(block, blocks) {
+                return false;
+            }
+            self.schedule_purge(block, blocks, purging);
+        }
+        let released = self.in_use().try_unclaim(block, blocks);
         if released {
             self.lower_hint(block);
         }
