@@ -16,7 +16,7 @@ mod memid;
 mod meta;
 pub mod sync;
 
-pub use arenas::{ArenaStats, Arenas, ReserveError};
+pub use arenas::{ArenaStats, Arenas, BlockState, ReserveError};
 #[cfg(all(unix, feature = "unix"))]
 pub use backend::Mmap;
 #[cfg(target_arch = "wasm32")]

@@ -4,6 +4,12 @@
 //! `cargo run --release -p quarry-bench -- claim [TRIALS]`: block-run claim and release in a warm
 //! arena (the arena engine's own speed).
 //!
+//! `cargo run --profile bench-release -p quarry-bench -- rss [--out FILE.md]`: memory given back to
+//! the OS after 256 MiB are allocated and freed, against talc, rlsf, dlmalloc and glibc.
+//!
+//! `cargo run --profile bench-release -p quarry-bench -- purge-cost [TRIALS] [--out FILE.md]`: the
+//! random-actions speed of `Quarry<Mmap>` with purging on, against off.
+//!
 //! `cargo run --profile bench-release -p quarry-bench -- peers [--quick] [--only W,…]
 //! [--peers A,…] [--out FILE.md]`: workloads 1–3 of `benchmarks.md` (random actions, heap
 //! efficiency, latency) on every allocator of `peers::PEERS`, as ratios against talc measured in
@@ -16,9 +22,11 @@ mod count;
 mod efficiency;
 mod latency;
 mod peers;
+mod purge_cost;
 mod random_actions;
 mod report;
 mod rng;
+mod rss;
 mod stats;
 
 use peers::{Peer, Region, BASELINE, PEERS};
@@ -29,12 +37,16 @@ fn usage() -> ! {
         "usage: quarry-bench claim [TRIALS]
        quarry-bench peers [--quick] [--only WORKLOAD,...] [--peers NAME,...] [--out FILE.md]
        quarry-bench count ALLOCATOR MAX realloc|plain ROUNDS
+       quarry-bench rss [--out FILE.md]
+       quarry-bench purge-cost [TRIALS] [--out FILE.md]
 
   peers runs workloads 1-3 of benchmarks.md against the allocators of bench/src/peers.rs:
     --only      random-actions, efficiency, latency (default: all three)
     --peers     a subset of the allocators ({BASELINE} is always included, as the baseline)
     --quick     fewer and shorter trials: a smoke test, not figures to quote
     --out       write the markdown report there, and the chart as <stem>-random-actions.svg beside it
+  rss allocates 256 MiB, frees it, and reads the resident set (one process per allocator)
+  purge-cost runs workload 1 on Quarry<Mmap> with purging on and off
   count runs ROUNDS × 100 random actions (workload 1, one thread, no clock) for callgrind; see count.rs
   allocators: {}",
         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
@@ -48,6 +60,9 @@ fn main() {
         Some("claim") => claim_command(&args[1..]),
         Some("peers") => peers_command(&args[1..]),
         Some("count") => count_command(&args[1..]),
+        Some("rss") => rss::command(&args[1..]),
+        Some("purge-cost") => purge_cost::command(&args[1..]),
+        Some("rss-one") => rss::one(&args[1..]),
         _ => usage(),
     }
 }

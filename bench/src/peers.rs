@@ -232,7 +232,7 @@ unsafe impl GlobalAlloc for SpinTlsf {
     }
 }
 
-unsafe fn rlsf(ptr: *mut u8, len: usize) -> Shared {
+pub unsafe fn rlsf(ptr: *mut u8, len: usize) -> Shared {
     let tlsf = Box::new(SpinTlsf(spin::Mutex::new(RlsfTlsf::new())));
     let block = NonNull::slice_from_raw_parts(NonNull::new(ptr).expect("a non-null heap"), len);
     // SAFETY: the region is valid and this allocator's alone, for as long as it lives.

@@ -86,6 +86,7 @@ impl Arena {
 
     /// Marks the run `[block, block + blocks)`, which the caller still holds and is about to free,
     /// for a purge after the delay; with a delay of 0, or a backend without a clock, purges it now.
+    /// The clock is read only when nothing is pending yet (or was read for this release already).
     pub(crate) fn schedule_purge<B: OsBackend>(
         &self,
         block: usize,
@@ -98,25 +99,27 @@ impl Arena {
         let Some(purge_map) = self.purge() else {
             return;
         };
-        let now = match purging.now() {
-            Some(now) if purging.delay_ms > 0 => now,
+        if purging.delay_ms == 0 {
             // At once: the caller holds the run, as `purge_run` requires.
-            _ => return self.purge_run(block, blocks, purging),
-        };
+            return self.purge_run(block, blocks, purging);
+        }
         let delay = purging.delay();
         let expire = self.purge_expire.load(Ordering::Relaxed);
-        let latest = expiry(now, delay);
         let due = if expire == 0 {
-            latest
+            match purging.now() {
+                Some(now) => expiry(now, delay),
+                // No clock to wait by: at once.
+                None => return self.purge_run(block, blocks, purging),
+            }
         } else {
             // Something is pending: push it back by a tenth of the delay, so that steady freeing
-            // does not purge memory about to be used again, but never past a whole delay from
-            // now (a burst of frees would push it back without end).
+            // does not purge memory about to be used again; but, when the clock was read for
+            // this release, never past a whole delay from now (a burst of frees would push it
+            // back without end).
             let later = expiry(expire, delay / 10);
-            if expired(later, latest) {
-                latest
-            } else {
-                later
+            match purging.clock {
+                Some(now) if expired(later, expiry(now, delay)) => expiry(now, delay),
+                _ => later,
             }
         };
         // A lost race with another schedule leaves its expiry, which is as good.

@@ -8,12 +8,14 @@
 
 mod handle;
 mod lookup;
+mod picture;
 mod report;
 mod reserve;
 #[cfg(test)]
 mod tests;
 
 pub use handle::ArenaHandle;
+pub use picture::BlockState;
 pub use report::ArenaStats;
 pub use reserve::ReserveError;
 
@@ -28,6 +30,9 @@ use core::fmt;
 use core::ptr::NonNull;
 use lookup::AddressOrder;
 use report::Report;
+
+/// Releases per look at the clock for purges that are due (see [`Arenas::release`]).
+const PURGE_PACE: usize = 16;
 
 /// The arena registry over a backend `B`: at most `MAX_ARENAS` arenas, with `META_BYTES` bytes of
 /// static metadata area for their descriptors and bitmaps.
@@ -58,6 +63,8 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     growing: AtomicBool,
     /// Held by the one thread that purges at a time.
     purging: AtomicBool,
+    /// Releases so far (a tally kept with plain loads and stores: only a pace for purging).
+    releases: AtomicUsize,
     report: Report,
 }
 
@@ -79,6 +86,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             growable: AtomicUsize::new(0),
             growing: AtomicBool::new(false),
             purging: AtomicBool::new(false),
+            releases: AtomicUsize::new(0),
             report: Report::new(),
         }
     }
@@ -340,7 +348,9 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// Gives back the run of `size` bytes at `ptr`, block `block` of `arena` (see
-    /// [`Arena::release`]), scheduling its purge, after purging what is due.
+    /// [`Arena::release`]), scheduling its purge. Every [`PURGE_PACE`]th release also purges
+    /// what is due, first (so that a purge that is due is not put off by this run's schedule):
+    /// reading the clock costs about as much as the rest of a release.
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     pub(crate) fn release(
@@ -352,10 +362,12 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     ) -> bool {
         let mut purging = self.purging();
         if purging.enabled() && purging.delay_ms > 0 {
-            // One clock reading for the whole release. What is due goes first: a purge that is
-            // due is not put off by this run's schedule.
-            purging = purging.read_clock();
-            self.purge_arenas(false, false, purging);
+            let n = self.releases.load(Ordering::Relaxed);
+            self.releases.store(n.wrapping_add(1), Ordering::Relaxed);
+            if n % PURGE_PACE == 0 && self.arenas().any(Arena::purge_pending) {
+                purging = purging.read_clock();
+                self.purge_arenas(false, false, purging);
+            }
         }
         arena.release(ptr, block, size, purging)
     }

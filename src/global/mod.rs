@@ -522,6 +522,11 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         Stats::new(&total, &self.arenas.stats())
     }
 
+    /// Writes an SVG picture of every arena's blocks (see [`Arenas::write_svg`]).
+    pub fn write_svg(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        self.arenas.write_svg(out)
+    }
+
     /// Writes the arena map (see [`Arenas::write_map`]).
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         self.arenas.write_map(out)
