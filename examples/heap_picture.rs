@@ -52,7 +52,7 @@ fn main() {
 
     // Freed early: purged by the time the picture is drawn (their blocks read as zero again).
     free(early);
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(150));
     HEAP.collect(false);
     // Freed late: scheduled, not purged yet.
     free(late);
