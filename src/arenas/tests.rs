@@ -86,6 +86,48 @@ fn mock_registry_commits_on_demand_and_gives_memory_back() {
     drop(buffer);
 }
 
+#[test]
+fn mock_registry_purges_freed_runs_and_hands_them_out_zero() {
+    use crate::backend::Mock;
+    // 4 KiB blocks, the mock's page: a purge decommits whole blocks.
+    let config = Config {
+        purge_delay_ms: 5,
+        arena_purge_mult: 2,
+        ..CONFIG.with_block_size(4096).with_arena_reserve(64 * 1024)
+    };
+    let arenas: Arenas<Mock> = Arenas::new(Mock::new(64 * 1024), config);
+    let keep = arenas.alloc(4096, 8, true, ArenaId::ANY).unwrap();
+    let a = arenas.alloc(8192, 8, true, ArenaId::ANY).unwrap();
+    // SAFETY: committed and ours.
+    unsafe {
+        keep.ptr.as_ptr().write_bytes(0x11, keep.size);
+        a.ptr.as_ptr().write_bytes(0xEE, a.size);
+    }
+    // SAFETY: not used any more.
+    unsafe { arenas.free(&a) }.unwrap();
+    assert!(!arenas.collect(false), "not due yet");
+    arenas.backend().advance_ms(10);
+    assert!(arenas.collect(false));
+    assert!(!arenas.backend().is_committed(a.ptr, a.size));
+    let b = arenas.alloc(8192, 8, true, ArenaId::ANY).unwrap();
+    assert_eq!(b.ptr, a.ptr);
+    assert!(b.memid.initially_zero && arenas.backend().is_committed(b.ptr, b.size));
+    // SAFETY: ours, committed again.
+    let (bytes, kept) = unsafe {
+        (
+            core::slice::from_raw_parts(b.ptr.as_ptr(), b.size),
+            core::slice::from_raw_parts(keep.ptr.as_ptr(), keep.size),
+        )
+    };
+    assert!(bytes.iter().all(|&x| x == 0));
+    assert!(
+        kept.iter().all(|&x| x == 0x11),
+        "the live run was not touched"
+    );
+    assert_eq!(arenas.stats().purged_bytes, 8192);
+    assert_eq!(arenas.backend().verify_poison(), Ok(()));
+}
+
 /// A break-pointer backend over a buffer of `len` bytes that the test owns.
 fn sbrk_over(buffer: &mut Vec<u64>) -> crate::Sbrk {
     let len = buffer.len() * 8;

@@ -15,6 +15,20 @@ fn demos() -> Vec<(&'static str, Cmd)> {
             Cmd::cargo().args(["run", "--release", "--example", "arena_map"]),
         ),
         (
+            "host: memory given back to the OS (Quarry<Mmap>, a purge after the delay), and a \
+             picture of the heap",
+            Cmd::cargo().args([
+                "run",
+                "--release",
+                "--features",
+                "unix",
+                "--example",
+                "heap_picture",
+                "--",
+                "target/heap.svg",
+            ]),
+        ),
+        (
             "wasm32-wasip1 under wasmtime: word frequencies of this project's documents, \
              the heap growing with memory.grow",
             wasm::demo(),
