@@ -125,3 +125,32 @@ fn alloc_zeroed_after_a_purge_needs_no_memset_and_reads_zero() {
     }
     assert!(quarry.stats().purged_bytes >= layout.size());
 }
+
+#[test]
+fn a_reset_purge_makes_blocks_zero_for_the_registry() {
+    use quarry_alloc::{ArenaId, Arenas};
+    // Purged at once; the memory stays committed (a reset) and reads as zero, so the run counts
+    // as zero again without a commit.
+    let arenas: Arenas<Mmap> = Arenas::new(
+        Mmap::new(),
+        Config {
+            purge_delay_ms: 0,
+            ..Config::HOST
+        },
+    );
+    let a = arenas.alloc(64 * 1024, 4096, true, ArenaId::ANY).unwrap();
+    // SAFETY: committed, ours, `a.size` bytes.
+    unsafe { a.ptr.as_ptr().write_bytes(0x77, a.size) };
+    // SAFETY: not used after this.
+    unsafe { arenas.free(&a) }.unwrap();
+    let b = arenas.alloc(64 * 1024, 4096, true, ArenaId::ANY).unwrap();
+    assert_eq!(b.ptr, a.ptr);
+    assert!(b.memid.initially_committed && b.memid.initially_zero);
+    // SAFETY: ours.
+    assert!(
+        unsafe { std::slice::from_raw_parts(b.ptr.as_ptr(), b.size) }
+            .iter()
+            .all(|&x| x == 0)
+    );
+    assert_eq!(arenas.stats().purged_bytes, 64 * 1024);
+}
