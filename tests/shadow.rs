@@ -31,8 +31,9 @@ fn size() -> impl Strategy<Value = usize> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (size(), 0u32..=12).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
-        1 => (size(), 0u32..=12).prop_map(|(size, align_log)| Op::AllocZeroed { size, align_log }),
+        // Alignments up to 16 KiB: past the 4 KiB block size too.
+        4 => (size(), 0u32..=14).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
+        1 => (size(), 0u32..=14).prop_map(|(size, align_log)| Op::AllocZeroed { size, align_log }),
         2 => (any::<usize>(), size()).prop_map(|(pick, size)| Op::Realloc { pick, size }),
         3 => any::<usize>().prop_map(|pick| Op::Dealloc { pick }),
     ]

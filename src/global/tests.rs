@@ -221,3 +221,21 @@ fn bad_frees_through_global_alloc_are_refused_whichever_path_sees_them() {
         (5, 5, 0)
     );
 }
+
+#[test]
+fn alignments_past_the_block_size_are_honoured_for_small_sizes_too() {
+    // 4 KiB blocks: a page starts on a block boundary only, so an object aligned to more than a
+    // block must not come from a page even when its size would fit one.
+    let quarry = one_heap();
+    for align in [8192, 16384, 65536] {
+        for size in [1, 100, 4096, 8192, 20_000] {
+            let a = quarry.allocate(size, align).expect("memory");
+            assert_eq!(a.ptr.addr().get() % align, 0, "size {size} align {align}");
+            // SAFETY: ours, `size` bytes.
+            unsafe { a.ptr.as_ptr().write_bytes(0x3C, size) };
+            // SAFETY: ours, not used after this.
+            unsafe { quarry.deallocate(a.ptr, size) };
+        }
+    }
+    assert_eq!(quarry.stats().errors(), 0);
+}

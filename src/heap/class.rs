@@ -68,17 +68,27 @@ pub(crate) const fn class_size(class: usize) -> usize {
 }
 
 /// The smallest class whose objects hold `size` bytes at an alignment of `align`, if one of at most
-/// `max_size` bytes does: objects sit at multiples of the class size from a block-aligned page
-/// start, so a class serves `align` when its size is a multiple of it.
+/// `max_size` bytes does and the alignment is at most `max_align`: objects sit at multiples of the
+/// class size from a page start aligned to `max_align` (the block size), so a class serves `align`
+/// when its size is a multiple of it and the page start is aligned to it too.
 #[cfg_attr(not(small_code), inline(always))]
 #[cfg_attr(small_code, inline)]
-pub(crate) fn class_for(size: usize, align: usize, max_size: usize) -> Option<usize> {
+pub(crate) fn class_for(
+    size: usize,
+    align: usize,
+    max_size: usize,
+    max_align: usize,
+) -> Option<usize> {
     if size > max_size {
         return None;
     }
     if align <= 8 {
         // Every class size is a multiple of 8.
         return Some(class_of(size.max(1)));
+    }
+    if align > max_align {
+        // Past the block size a page's start may not be aligned enough: a run of its own.
+        return None;
     }
     // Round the size up to the alignment first; the class of that is a multiple of the alignment
     // unless it is one of the in-between classes of its octave, and a power of two is a class.
@@ -131,12 +141,16 @@ mod tests {
     fn aligned_requests_get_classes_that_are_multiples_of_the_alignment() {
         for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
             for size in [1, 7, 24, 65, 100, 1000, 5000] {
-                let class = class_for(size, align, MAX_CLASS_SIZE).unwrap();
+                let class = class_for(size, align, MAX_CLASS_SIZE, 4096).unwrap();
                 assert!(class_size(class) >= size);
                 assert_eq!(class_size(class) % align, 0, "size {size} align {align}");
             }
         }
-        assert_eq!(class_for(5000, 8, 4096), None);
-        assert_eq!(class_for(4000, 8192, 4096), None);
+        assert_eq!(class_for(5000, 8, 4096, 4096), None);
+        assert_eq!(class_for(4000, 8192, 4096, 4096), None);
+        // An alignment past the block size never comes from a page, whatever the size.
+        assert_eq!(class_for(1, 4096, 8192, 1024), None);
+        assert_eq!(class_for(8192, 8192, 32768, 4096), None);
+        assert!(class_for(8192, 4096, 32768, 4096).is_some());
     }
 }

@@ -78,6 +78,9 @@ pub(crate) struct Heap {
     max_small: usize,
     /// `Config::page_target`: the page size that pages of medium objects grow to.
     page_target: usize,
+    /// The block size: pages start on a multiple of it, so larger alignments are not served from
+    /// pages.
+    block_size: usize,
     pub counters: HeapCounters,
 }
 
@@ -109,6 +112,7 @@ impl Heap {
             source,
             max_small: Self::max_small(config),
             page_target: config.page_target,
+            block_size: config.block_size,
             counters: HeapCounters {
                 allocs: 0,
                 frees: 0,
@@ -182,7 +186,7 @@ impl Heap {
         align: usize,
         delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
-        let allocated = match class_for(size, align, self.max_small) {
+        let allocated = match class_for(size, align, self.max_small, self.block_size) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => self.alloc_large(arenas, size, align)?,
         };
@@ -195,7 +199,7 @@ impl Heap {
     /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
     #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let class = class_for(size, align, self.max_small)?;
+        let class = class_for(size, align, self.max_small, self.block_size)?;
         let allocated = self.take_first(class)?;
         self.count_alloc(allocated.usable);
         Some(allocated.ptr)

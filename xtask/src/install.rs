@@ -22,6 +22,9 @@ pub const TARGETS: &[&str] = &[
 /// The wasm runtime the wasm32-wasip1 programs and tests run in; newer releases need a newer rustc.
 const WASMTIME: &str = "wasmtime-cli@48.0.8";
 
+/// The fuzzing driver (libFuzzer through `cargo +nightly fuzz`).
+const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
+
 /// Installs whatever is missing, printing what it installs.
 pub fn ensure_all() -> Result {
     ensure_components(STABLE, &["rustfmt", "clippy"])?;
@@ -29,6 +32,7 @@ pub fn ensure_all() -> Result {
     ensure_toolchain(NIGHTLY)?;
     ensure_components(NIGHTLY, &["miri", "rust-src"])?;
     ensure_wasmtime()?;
+    ensure_cargo_fuzz()?;
     ensure_apt(&[("qemu-system-arm", "qemu-system-arm")])?;
     Ok(())
 }
@@ -51,6 +55,15 @@ fn ensure_wasmtime() -> Result {
     }
     println!("wasmtime: installing {WASMTIME} (a long build, once)");
     Cmd::cargo().args(["install", "--locked", WASMTIME]).run()
+}
+
+fn ensure_cargo_fuzz() -> Result {
+    if Cmd::cargo().args(["fuzz", "--version"]).read().is_ok() {
+        println!("cargo-fuzz: installed");
+        return Ok(());
+    }
+    println!("cargo-fuzz: installing {CARGO_FUZZ}");
+    Cmd::cargo().args(["install", "--locked", CARGO_FUZZ]).run()
 }
 
 /// Installs the Debian packages whose programs are missing: `(program, package)` pairs.
