@@ -146,11 +146,8 @@ fn a_reset_purge_makes_blocks_zero_for_the_registry() {
     let b = arenas.alloc(64 * 1024, 4096, true, ArenaId::ANY).unwrap();
     assert_eq!(b.ptr, a.ptr);
     assert!(b.memid.initially_committed && b.memid.initially_zero);
-    // SAFETY: ours.
-    assert!(
-        unsafe { std::slice::from_raw_parts(b.ptr.as_ptr(), b.size) }
-            .iter()
-            .all(|&x| x == 0)
-    );
+    // SAFETY: ours, committed, `b.size` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(b.ptr.as_ptr(), b.size) };
+    assert!(bytes.iter().all(|&x| x == 0));
     assert_eq!(arenas.stats().purged_bytes, 64 * 1024);
 }

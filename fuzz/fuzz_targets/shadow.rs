@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 const KIB: usize = 1024;
 /// The mock's memory in all: small, so that a run is cheap to set up.
-const CAPACITY: usize = 2048 * KIB;
+const CAPACITY: usize = 1024 * KIB;
 /// What the backend may hand out at first; `Grow` raises it.
 const FIRST_BUDGET: usize = 256 * KIB;
 
@@ -41,16 +41,34 @@ const CONFIG: Config = Config {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Alloc { size: u16, align_log: u8 },
-    AllocZeroed { size: u16, align_log: u8 },
-    Realloc { pick: u16, size: u16 },
-    Dealloc { pick: u16 },
+    Alloc {
+        size: u16,
+        align_log: u8,
+    },
+    AllocZeroed {
+        size: u16,
+        align_log: u8,
+    },
+    Realloc {
+        pick: u16,
+        size: u16,
+    },
+    Dealloc {
+        pick: u16,
+    },
     /// The backend may hand out `kib * 16` KiB more.
-    Grow { kib: u8 },
+    Grow {
+        kib: u8,
+    },
     /// The backend's next `n % 4` calls fail.
-    Fail { n: u8 },
+    Fail {
+        n: u8,
+    },
     /// The clock moves on by `ms % 8` ms, then a collection (forced or not).
-    Tick { ms: u8, force: bool },
+    Tick {
+        ms: u8,
+        force: bool,
+    },
 }
 
 struct Live {
@@ -94,7 +112,11 @@ impl Model {
     /// Checks a new allocation against the live ones and records it, filled with a new pattern.
     fn add(&mut self, ptr: *mut u8, layout: Layout) {
         let addr = ptr.addr();
-        assert_eq!(addr % layout.align(), 0, "misaligned: {layout:?} at {addr:#x}");
+        assert_eq!(
+            addr % layout.align(),
+            0,
+            "misaligned: {layout:?} at {addr:#x}"
+        );
         if let Some((&start, live)) = self.live.range(..addr + layout.size()).next_back() {
             assert!(
                 start + live.layout.size() <= addr,
@@ -225,7 +247,11 @@ impl Model {
             }
         }
         assert_eq!(arenas.stats().blocks_in_use, 0);
-        assert_eq!(backend.verify_poison(), Ok(()), "a write into decommitted memory");
+        assert_eq!(
+            backend.verify_poison(),
+            Ok(()),
+            "a write into decommitted memory"
+        );
         assert!(backend.misuse().is_empty(), "{:?}", backend.misuse());
     }
 }

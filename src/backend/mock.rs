@@ -94,6 +94,10 @@ struct State {
     calls: Vec<Call>,
     /// Calls to `alloc` and `commit` still to fail.
     fail_next: usize,
+    /// Every `fail_every`-th call to `alloc` and `commit` fails (0: none).
+    fail_every: usize,
+    /// Calls to `alloc` and `commit` since `fail_every` was last set.
+    calls_counted: usize,
     /// Bytes the live regions may hold at most; `alloc` past it fails.
     budget: usize,
     /// Bugs in the caller's use of the backend (a bad range, a double free), as messages.
@@ -149,6 +153,8 @@ impl Mock {
                 committed: std::vec![false; pages],
                 calls: Vec::new(),
                 fail_next: 0,
+                fail_every: 0,
+                calls_counted: 0,
                 budget: usize::MAX,
                 misuse: Vec::new(),
             }),
@@ -183,6 +189,14 @@ impl Mock {
     /// Makes the next `n` calls to `alloc` and `commit` fail.
     pub fn fail_next(&self, n: usize) {
         self.state().fail_next = n;
+    }
+
+    /// Makes every `k`-th call to `alloc` and `commit` fail, counted across both from this call on
+    /// (`k` 1: every call; 0: none). Calls that [`fail_next`](Self::fail_next) fails count too.
+    pub fn fail_every(&self, k: usize) {
+        let mut state = self.state();
+        state.fail_every = k;
+        state.calls_counted = 0;
     }
 
     /// Makes `alloc` fail when the live regions would hold more than `bytes` (`usize::MAX`: no limit).
@@ -224,13 +238,17 @@ impl Mock {
     pub fn verify_poison(&self) -> Result<(), usize> {
         let state = self.state();
         let page = self.options.page_size;
+        // Whole pages are compared with `memcmp` (slice equality), which stays fast in debug
+        // builds; the byte is looked for only in a page that differs.
+        let poisoned = std::vec![POISON; page];
         for (p, _) in state.committed.iter().enumerate().filter(|(_, c)| !**c) {
             // SAFETY: page `p` lies inside the buffer, and the mock is the only owner of uncommitted
             // pages, which nobody may access.
             let bytes = unsafe {
                 core::slice::from_raw_parts(self.base.as_ptr().add(p * page).cast_const(), page)
             };
-            if let Some(i) = bytes.iter().position(|b| *b != POISON) {
+            if bytes != poisoned.as_slice() {
+                let i = bytes.iter().position(|b| *b != POISON).unwrap_or(0);
                 return Err(p * page + i);
             }
         }
@@ -274,13 +292,16 @@ impl Mock {
         }
     }
 
-    /// Consumes one injected failure, if any is pending.
+    /// Counts a call to `alloc` or `commit` and says whether it is to fail: consumes one of
+    /// `fail_next`'s failures if any is pending, else fails every `fail_every`-th call.
     fn take_failure(state: &mut State) -> bool {
+        state.calls_counted = state.calls_counted.wrapping_add(1);
+        let periodic = state.fail_every > 0 && state.calls_counted % state.fail_every == 0;
         if state.fail_next > 0 {
             state.fail_next -= 1;
             true
         } else {
-            false
+            periodic
         }
     }
 }
@@ -535,5 +556,52 @@ mod tests {
         assert_eq!(mock.bytes_held(), 3 * 4096);
         mock.advance_ms(5);
         assert_eq!(mock.now_ms(), Some(5));
+    }
+
+    #[test]
+    fn every_kth_call_fails_across_alloc_and_commit() {
+        let mock = Mock::new(256 * 1024);
+        mock.fail_every(3);
+        // Calls 1 and 2 succeed, call 3 (a commit) fails, 4 and 5 succeed, 6 (an alloc) fails.
+        let a = mock.alloc(4096, 8, false).unwrap();
+        let b = mock.alloc(8192, 8, false).unwrap();
+        // SAFETY: inside a live region.
+        assert!(unsafe { mock.commit(a.ptr, 4096) }.is_err());
+        assert!(!mock.is_committed(a.ptr, 4096));
+        // SAFETY: inside live regions.
+        assert_eq!(unsafe { mock.commit(a.ptr, 4096) }, Ok(true));
+        // SAFETY: as above.
+        assert_eq!(unsafe { mock.commit(b.ptr, 8192) }, Ok(true));
+        assert!(mock.alloc(4096, 8, true).is_none());
+        assert_eq!(mock.live_regions(), 2, "a failed alloc holds nothing");
+        // Setting it again restarts the count; `fail_next` failures count as calls.
+        mock.fail_every(2);
+        mock.fail_next(1);
+        assert!(mock.alloc(4096, 8, true).is_none(), "fail_next");
+        assert!(mock.alloc(4096, 8, true).is_none(), "the 2nd call");
+        assert!(mock.alloc(4096, 8, true).is_some());
+        assert!(mock.alloc(4096, 8, true).is_none(), "the 4th call");
+        mock.fail_every(1);
+        for _ in 0..5 {
+            assert!(mock.alloc(4096, 8, true).is_none());
+        }
+        mock.fail_every(0);
+        for _ in 0..5 {
+            assert!(mock.alloc(4096, 8, true).is_some());
+        }
+        let failed = mock
+            .calls()
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Call::Alloc { offset: None, .. } | Call::Commit { ok: false, .. }
+                )
+            })
+            .count();
+        assert_eq!(failed, 2 + 3 + 5);
+        assert_eq!(mock.live_regions(), 2 + 1 + 5);
+        assert_eq!(mock.verify_poison(), Ok(()));
+        assert!(mock.misuse().is_empty());
     }
 }

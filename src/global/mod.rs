@@ -275,19 +275,24 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
         match located {
-            Located::Small { page, arena } => {
+            Located::Small { page: raw, arena } => {
+                // SAFETY: the page is live: it holds `ptr`, whose free is not applied yet. Once
+                // it is, the page may be given back, and `page` is not used.
+                let page = unsafe { raw.as_ref() };
                 let slot = self.owner_slot(choice, page, arena)?;
                 if let Some(mut heap) = slot.try_guard() {
                     // SAFETY: the page belongs to the heap held; forwarded from the caller.
-                    return unsafe { heap.free_small(&self.arenas, page, ptr) };
+                    return unsafe { heap.free_small(&self.arenas, raw, ptr) };
                 }
-                // SAFETY: the page is live (it holds `ptr`, whose free is not applied yet);
-                // forwarded from the caller.
+                let usable = page.size as usize;
+                // SAFETY: the page is live (above); forwarded from the caller.
                 let first = unsafe { page.free_remote(ptr) }?;
                 if first {
+                    // The owner takes remote frees back only from pages on its delayed stack, so
+                    // until this push the page keeps the object and lives.
                     push_delayed(&slot.delayed, page);
                 }
-                Ok(page.size as usize)
+                Ok(usable)
             }
             Located::Large {
                 arena,
@@ -326,13 +331,16 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
             }
         };
         let checked = match located {
-            Located::Small { page, arena } => self
-                .owner_slot(choice, page, arena)
-                .and_then(|_| page.check_live(ptr))
-                .map(|()| {
-                    let size = page.size as usize;
-                    (new_size <= size && size % align == 0, size)
-                }),
+            Located::Small { page, arena } => {
+                // SAFETY: the page holds `ptr`, live by the caller's promise, so it lives.
+                let page = unsafe { page.as_ref() };
+                self.owner_slot(choice, page, arena)
+                    .and_then(|_| page.check_live(ptr))
+                    .map(|()| {
+                        let size = page.size as usize;
+                        (new_size <= size && size % align == 0, size)
+                    })
+            }
             Located::Large {
                 arena,
                 block,
@@ -448,6 +456,9 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
         let Ok(Located::Small { page, .. }) = Heap::locate(&self.arenas, ptr) else {
             return false;
         };
+        // SAFETY: the page holds `ptr`, whose free is not applied yet; the fast path never gives a
+        // page back (it frees only into a page that keeps other objects).
+        let page = unsafe { page.as_ref() };
         // An arena heap's page (owner `ARENA_HEAP`) has no slot here: the slow path refuses it.
         let Some(slot) = self.slots.get(page.owner as usize) else {
             return false;

@@ -28,7 +28,8 @@ fn one_heap() -> OneHeap {
 
 fn owner(quarry: &OneHeap, ptr: NonNull<u8>) -> usize {
     match Heap::locate(&quarry.arenas, ptr) {
-        Ok(Located::Small { page, .. }) => page.owner as usize,
+        // SAFETY: the caller's `ptr` is a live object, so its page lives.
+        Ok(Located::Small { page, .. }) => unsafe { page.as_ref() }.owner as usize,
         _ => panic!("not a page object"),
     }
 }

@@ -51,8 +51,14 @@ pub struct HeapCounters {
 /// Where an allocation lives, found from its address without holding any heap.
 #[derive(Clone, Copy)]
 pub(crate) enum Located<'a> {
-    /// An object of a page (not yet checked against the page's owner-only state), in `arena`.
-    Small { page: &'a Page, arena: &'a Arena },
+    /// An object of a page (not yet checked against the page's owner-only state), in `arena`. The
+    /// page is a raw pointer, not a reference: a free may give the page's blocks back (and a purge
+    /// overwrite them) while this value is still held, so a `&Page` is made only for as long as
+    /// the page is known to live.
+    Small {
+        page: NonNull<Page>,
+        arena: &'a Arena,
+    },
     /// A large object: a run of `blocks` blocks starting at `block`.
     Large {
         arena: &'a Arena,
@@ -290,6 +296,7 @@ impl Heap {
     ) {
         let mut page = delayed.swap(ptr::null_mut(), Acquire);
         while let Some(p) = NonNull::new(page) {
+            let raw = p;
             // SAFETY: pages on the delayed stack are live pages of this heap (they cannot be
             // retired while objects on their remote list count as used), and the caller holds it.
             let p = unsafe { p.as_ref() };
@@ -301,8 +308,8 @@ impl Heap {
             for _ in 0..count {
                 self.count_free(p.size as usize);
             }
-            // SAFETY: as above.
-            unsafe { self.after_free(arenas, p) };
+            // SAFETY: as above; `p` is not used after this (the page may be retired).
+            unsafe { self.after_free(arenas, raw) };
         }
     }
 
@@ -413,9 +420,8 @@ impl Heap {
             Tag::Page { back, blocks } => {
                 let end = arena.block_ptr(block - back + blocks);
                 // SAFETY: the tag (read with acquire, after the page was made) says a live page
-                // ends at `end`, with its header in its last `HEADER` bytes; it is reached only as
-                // a shared reference.
-                let page = unsafe { &*end.as_ptr().sub(HEADER).cast::<Page>() };
+                // ends at `end`, with its header in its last `HEADER` bytes: inside the arena.
+                let page = unsafe { end.sub(HEADER) }.cast::<Page>();
                 Ok(Located::Small { page, arena })
             }
             Tag::Large { blocks } if offset & ((1 << shift) - 1) == 0 => Ok(Located::Large {
@@ -464,26 +470,30 @@ impl Heap {
     pub unsafe fn free_small<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        page: &Page,
+        page: NonNull<Page>,
         ptr: NonNull<u8>,
     ) -> Result<usize, FreeErrorKind> {
+        // SAFETY: the page holds `ptr`, whose free is not applied yet, so it lives until the
+        // `after_free` below, after which `p` is not used.
+        let p = unsafe { page.as_ref() };
         // SAFETY: the caller holds the owner heap.
-        if !unsafe { page.is_handed_out(ptr) } {
+        if !unsafe { p.is_handed_out(ptr) } {
             return Err(FreeErrorKind::Misaligned);
         }
-        if page.is_free(ptr) {
+        if p.is_free(ptr) {
             return Err(FreeErrorKind::DoubleFree);
         }
         // SAFETY: `ptr` starts a handed-out object of the page (checked above), which the caller
         // gives up; the caller holds the owner heap.
-        unsafe { page.push(ptr) };
+        unsafe { p.push(ptr) };
+        // Read before `after_free`, which may give the page back.
+        let usable = p.size as usize;
         // SAFETY: as above.
-        let local = unsafe { page.local() };
+        let local = unsafe { p.local() };
         if !local.linked || local.used == 0 {
             // SAFETY: the page belongs to this heap, which the caller holds.
             unsafe { self.after_free(arenas, page) };
         }
-        let usable = page.size as usize;
         self.count_free(usable);
         Ok(usable)
     }
@@ -527,13 +537,16 @@ impl Heap {
     unsafe fn after_free<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        page: &Page,
+        page: NonNull<Page>,
     ) {
+        // SAFETY: the page belongs to this heap and lives (caller); the reference is not used once
+        // the page may be retired.
+        let p = unsafe { page.as_ref() };
         // SAFETY: forwarded from the caller.
-        let local = unsafe { page.local() };
+        let local = unsafe { p.local() };
         if !local.linked {
             // SAFETY: the page is this heap's and on no list.
-            unsafe { self.link(page) };
+            unsafe { self.link(p) };
         } else if local.used == 0 && (!local.prev.is_null() || !local.next.is_null()) {
             // SAFETY: as above; the page is empty and its class keeps another page.
             unsafe { self.retire(arenas, page) };
@@ -549,14 +562,18 @@ impl Heap {
     unsafe fn retire<B: OsBackend, const M: usize, const N: usize>(
         &mut self,
         arenas: &Arenas<B, M, N>,
-        page: &Page,
+        page: NonNull<Page>,
     ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.unlink(page) };
-        let class = page.class as usize;
+        // Everything needed is read before the blocks go back: the header lies inside them, and a
+        // purge may overwrite it at once.
+        let (class, start, blocks) = {
+            // SAFETY: the page is live and this heap's (caller) until its release below.
+            let p = unsafe { page.as_ref() };
+            // SAFETY: forwarded from the caller.
+            unsafe { self.unlink(p) };
+            (p.class as usize, p.start, p.blocks as usize)
+        };
         self.class_pages[class] = self.class_pages[class].saturating_sub(1);
-        let start = page.start;
-        let blocks = page.blocks as usize;
         let Some(arena) = arenas.find(start.addr().get()) else {
             return;
         };
@@ -564,7 +581,6 @@ impl Heap {
         for tag in &arena.tags()[block..block + blocks] {
             tag.store(0, Relaxed);
         }
-        // The header is inside the run: nothing reads it after this.
         arenas.release(arena, start, block, blocks << arena.block_shift());
         self.counters.pages_returned += 1;
     }
@@ -605,7 +621,11 @@ impl Heap {
         ptr: NonNull<u8>,
     ) -> Option<usize> {
         match Self::locate(arenas, ptr).ok()? {
-            Located::Small { page, .. } => (!page.is_free(ptr)).then_some(page.size as usize),
+            Located::Small { page, .. } => {
+                // SAFETY: the page holds `ptr`, which the caller says is live, so the page lives.
+                let page = unsafe { page.as_ref() };
+                page.check_live(ptr).ok().map(|()| page.size as usize)
+            }
             Located::Large { arena, blocks, .. } => Some(blocks << arena.block_shift()),
         }
     }
@@ -619,11 +639,9 @@ impl Heap {
         self.drain(arenas, delayed);
         for class in 0..CLASSES {
             let mut page = self.pages[class];
-            while !page.is_null() {
+            while let Some(p) = NonNull::new(page) {
                 // SAFETY: pages on a list are live headers of this heap, which the caller holds.
-                let p = unsafe { &*page };
-                // SAFETY: as above.
-                let local = unsafe { p.local() };
+                let local = unsafe { p.as_ref().local() };
                 page = local.next;
                 if local.used == 0 {
                     // SAFETY: `p` is this heap's, on its list, and empty.

@@ -7,7 +7,7 @@
 //! Objects that were never handed out are not on the list: they are taken from a bump index, and
 //! they still read as zero when the page's memory was zero, which `alloc_zeroed` relies on.
 
-use crate::atomic::{AtomicPtr, Ordering};
+use crate::atomic::{AtomicPtr, AtomicU32, Ordering};
 use crate::error::FreeErrorKind;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
@@ -80,6 +80,11 @@ pub(crate) struct Page {
     pub remote: AtomicPtr<u8>,
     /// Link in the owner heap's stack of pages whose `remote` list became non-empty.
     pub delayed_next: AtomicPtr<Page>,
+    /// Objects `[0, handed)` have been handed out at least once: `local.bump`, published for the
+    /// checks made without the owner heap (a realloc, a free onto the remote list). Written only
+    /// by the owner, after `bump` moves; a thread that holds an object handed out from the page
+    /// got it after that write, so it reads this value or a later one.
+    handed: AtomicU32,
 }
 
 // The fields the fast paths read all sit in the header's first cache line.
@@ -145,6 +150,7 @@ impl Page {
                 divisor: Divisor::new(size),
                 remote: AtomicPtr::new(ptr::null_mut()),
                 delayed_next: AtomicPtr::new(ptr::null_mut()),
+                handed: AtomicU32::new(0),
                 local: UnsafeCell::new(Local {
                     free: ptr::null_mut(),
                     used: 0,
@@ -194,6 +200,7 @@ impl Page {
             // SAFETY: `bump < capacity`, so the object lies inside the page.
             let ptr = unsafe { self.start.add(local.bump as usize * self.size as usize) };
             local.bump += 1;
+            self.handed.store(local.bump, Ordering::Relaxed);
             if !self.zero {
                 // Memory that held an earlier page may hold a stale cookie right here: clear it, or
                 // the first free of this object would look like a second one.
@@ -259,12 +266,12 @@ impl Page {
         local.used -= 1;
     }
 
-    /// Checks, without holding the owner heap, that `ptr` starts an object of this page that is
-    /// not free.
+    /// Checks, without holding the owner heap, that `ptr` starts an object of this page that has
+    /// been handed out and is not free.
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]
     pub fn check_live(&self, ptr: NonNull<u8>) -> Result<(), FreeErrorKind> {
-        if !self.starts_object(ptr, self.capacity) {
+        if !self.starts_object(ptr, self.handed.load(Ordering::Relaxed)) {
             Err(FreeErrorKind::Misaligned)
         } else if self.is_free(ptr) {
             Err(FreeErrorKind::DoubleFree)

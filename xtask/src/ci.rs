@@ -3,11 +3,18 @@
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
-use crate::{firmware, install, wasm, Result};
+use crate::{firmware, fuzz, install, wasm, Result};
 
 /// Where Miri runs the library's unit tests: the host (`None`) and a 32-bit target.
 const MIRI_TARGETS: &[Option<&str>] = &[None, Some("i686-unknown-linux-gnu")];
 const MIRIFLAGS: &str = "-Zmiri-strict-provenance -Zmiri-symbolic-alignment-check";
+
+/// The unit tests with threads, run under many seeds.
+const CONCURRENT_TESTS: &[&str] = &[
+    "global::tests::threads_free_each_others_objects",
+    "bitmap::tests::threads_never_share_a_bit",
+    "arenas::tests::threads_racing_for_grown_memory_all_get_some",
+];
 
 /// One step of the matrix: its name in the log and the summary, and what it does.
 struct Step {
@@ -44,6 +51,10 @@ fn steps(quick: bool) -> Vec<Step> {
         Step::cmd(
             "clippy (no default features)",
             cargo("clippy -p quarry-alloc --no-default-features -- -D warnings"),
+        ),
+        Step::cmd(
+            "clippy (features unix and mock, all targets)",
+            cargo("clippy -p quarry-alloc --features unix,mock --all-targets -- -D warnings"),
         ),
         Step::cmd("test (host)", cargo("test --workspace")),
         Step::cmd(
@@ -93,6 +104,7 @@ fn steps(quick: bool) -> Vec<Step> {
             "firmware",
             "--target thumbv7m-none-eabi --target thumbv6m-none-eabi",
         ),
+        ("fuzz", "--bins"),
     ] {
         steps.push(Step::cmd(
             format!("fmt ({dir})"),
@@ -117,6 +129,12 @@ fn steps(quick: bool) -> Vec<Step> {
     if quick {
         return steps;
     }
+
+    // The fuzz target, for a minute (`cargo xtask fuzz SECONDS` runs it longer).
+    steps.push(Step::cmd(
+        format!("fuzz ({} s, shadow model)", fuzz::DEFAULT_SECONDS),
+        fuzz::cmd(fuzz::DEFAULT_SECONDS),
+    ));
 
     // loom and Miri build with their own target directories, so that their flags do not
     // invalidate the main build.
@@ -143,11 +161,34 @@ fn steps(quick: bool) -> Vec<Step> {
                 .env("CARGO_TARGET_DIR", "target/miri"),
         ));
     }
-    // The shadow-model property test, with fewer and shorter cases under Miri (see tests/shadow.rs).
+    // The shadow-model property test and the stress test, with fewer and shorter cases under Miri
+    // (see tests/shadow.rs and tests/stress.rs).
+    for target in MIRI_TARGETS {
+        let mut miri = cargo("+nightly miri test -p quarry-alloc --test shadow --test stress");
+        if let Some(target) = target {
+            miri = miri.args(["--target", target]);
+        }
+        steps.push(Step::cmd(
+            format!("miri (shadow model, stress; {})", target.unwrap_or("host")),
+            miri.env("MIRIFLAGS", MIRIFLAGS)
+                .env("CARGO_TARGET_DIR", "target/miri"),
+        ));
+    }
+    // The unit tests once more under the Tree Borrows aliasing model.
     steps.push(Step::cmd(
-        "miri (shadow model, host)",
-        cargo("+nightly miri test -p quarry-alloc --test shadow")
-            .env("MIRIFLAGS", MIRIFLAGS)
+        "miri (tree borrows, host)",
+        cargo("+nightly miri test -p quarry-alloc --lib")
+            .env("MIRIFLAGS", &format!("{MIRIFLAGS} -Zmiri-tree-borrows"))
+            .env("CARGO_TARGET_DIR", "target/miri"),
+    ));
+    // The tests with threads, under 16 schedules each (Miri's scheduler and weak-memory choices
+    // are seeded).
+    steps.push(Step::cmd(
+        "miri (threads, 16 seeds)",
+        cargo("+nightly miri test -p quarry-alloc --lib")
+            .args(["--", "--exact"])
+            .args(CONCURRENT_TESTS)
+            .env("MIRIFLAGS", &format!("{MIRIFLAGS} -Zmiri-many-seeds=0..16"))
             .env("CARGO_TARGET_DIR", "target/miri"),
     ));
     steps

@@ -5,6 +5,7 @@
 mod ci;
 mod cmd;
 mod firmware;
+mod fuzz;
 mod install;
 mod run;
 mod wasm;
@@ -26,10 +27,11 @@ commands:
   run          run the demos: on the host, in wasm32-wasip1 under wasmtime,
                and as Cortex-M firmware under qemu
   bench-wasm   wasm speed and size benchmarks into target/wasm-bench.md [--quick]
+  fuzz [SECS]  fuzz the shadow model of the allocator for SECS seconds (default 60)
   help         print this message
 
-Both `ci` and `run` first install what is missing: rustup toolchains,
-components and targets, wasmtime, qemu-system-arm.";
+`ci`, `run` and `fuzz` first install what is missing: rustup toolchains,
+components and targets, wasmtime, cargo-fuzz, qemu-system-arm.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +46,11 @@ fn main() -> ExitCode {
         ["ci", "--quick"] => ci::ci(true),
         ["run"] => run::run(),
         ["bench-wasm"] | ["bench-wasm", "--quick"] => wasm_bench::bench_wasm(args.len() == 2),
+        ["fuzz"] => fuzz::fuzz(fuzz::DEFAULT_SECONDS),
+        ["fuzz", seconds] => match seconds.parse() {
+            Ok(seconds) => fuzz::fuzz(seconds),
+            Err(_) => Err(format!("`{seconds}` is not a number of seconds")),
+        },
         _ => {
             eprintln!(
                 "error: unknown command or option `{}`\n\n{USAGE}",
