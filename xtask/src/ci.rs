@@ -66,6 +66,10 @@ fn steps(quick: bool) -> Vec<Step> {
             cargo("test -p quarry-alloc --features unix --test mmap"),
         ),
         Step::cmd(
+            "stress (release): 8 threads x 50 iterations, after mimalloc's test-stress",
+            cargo("test --release -p quarry-alloc --test stress -- --nocapture"),
+        ),
+        Step::cmd(
             "build bench (release)",
             cargo("build --release -p quarry-bench"),
         ),
@@ -131,9 +135,9 @@ fn steps(quick: bool) -> Vec<Step> {
     }
 
     // The fuzz target, for a minute (`cargo xtask fuzz SECONDS` runs it longer).
-    steps.push(Step::cmd(
+    steps.push(Step::new(
         format!("fuzz ({} s, shadow model)", fuzz::DEFAULT_SECONDS),
-        fuzz::cmd(fuzz::DEFAULT_SECONDS),
+        || fuzz::fuzz(fuzz::DEFAULT_SECONDS),
     ));
 
     // loom and Miri build with their own target directories, so that their flags do not

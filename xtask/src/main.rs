@@ -46,9 +46,9 @@ fn main() -> ExitCode {
         ["ci", "--quick"] => ci::ci(true),
         ["run"] => run::run(),
         ["bench-wasm"] | ["bench-wasm", "--quick"] => wasm_bench::bench_wasm(args.len() == 2),
-        ["fuzz"] => fuzz::fuzz(fuzz::DEFAULT_SECONDS),
+        ["fuzz"] => install::ensure_all().and_then(|()| fuzz::fuzz(fuzz::DEFAULT_SECONDS)),
         ["fuzz", seconds] => match seconds.parse() {
-            Ok(seconds) => fuzz::fuzz(seconds),
+            Ok(seconds) => install::ensure_all().and_then(|()| fuzz::fuzz(seconds)),
             Err(_) => Err(format!("`{seconds}` is not a number of seconds")),
         },
         _ => {
