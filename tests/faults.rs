@@ -9,6 +9,8 @@
 //! succeed, every allocation keeps its contents, and after everything is freed and trimmed no block
 //! is in use, nothing was written into decommitted memory and the backend saw no misuse.
 
+mod common;
+
 use allocator_api2::alloc::{AllocError, Allocator};
 use quarry_alloc::backend::{Call, Mock, MockOptions};
 use quarry_alloc::{Allocation, ArenaId, Arenas, Config, EagerCommit, MemKind, Quarry};
@@ -173,21 +175,9 @@ fn request(quarry: &Quarry<Mock>, api: Api, size: usize, align: usize) -> Option
 fn resize(quarry: &Quarry<Mock>, live: &mut Live, new_size: usize, global: bool) -> bool {
     let before = footprint(quarry);
     let new_layout = Layout::from_size_align(new_size, live.layout.align()).unwrap();
-    let got = if global {
-        // SAFETY: `live.ptr` is live with `live.layout`; `new_size` is non-zero and rounded up
-        // to the alignment stays far below `isize::MAX`.
-        NonNull::new(unsafe { quarry.realloc(live.ptr.as_ptr(), live.layout, new_size) })
-    } else if new_size >= live.layout.size() {
-        // SAFETY: `live.ptr` is live with `live.layout`, and the new size is not smaller.
-        unsafe { quarry.grow(live.ptr, live.layout, new_layout) }
-            .ok()
-            .map(NonNull::cast)
-    } else {
-        // SAFETY: `live.ptr` is live with `live.layout`, and the new size is not larger.
-        unsafe { quarry.shrink(live.ptr, live.layout, new_layout) }
-            .ok()
-            .map(NonNull::cast)
-    };
+    // SAFETY: `live.ptr` is live with `live.layout`; `new_size` is non-zero and rounded up to
+    // the alignment stays far below `isize::MAX`.
+    let got = unsafe { common::resize(quarry, live.ptr, live.layout, new_size, global) };
     match got {
         Some(ptr) => {
             assert_eq!(ptr.as_ptr() as usize % new_layout.align(), 0);

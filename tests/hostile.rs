@@ -13,6 +13,8 @@
 
 #![cfg(not(target_family = "wasm"))]
 
+mod common;
+
 use allocator_api2::alloc::{AllocError, Allocator};
 use quarry_alloc::backend::{Mock, OutOfMemory, Purged};
 use quarry_alloc::{
@@ -482,20 +484,8 @@ fn resize_chains<B: OsBackend + Sync>(quarry: &Quarry<B>) {
             let mut cur = new_live(quarry, layout(CHAIN[0], align), 1);
             for (i, &size) in CHAIN.iter().enumerate().skip(1) {
                 let new = layout(size, align);
-                let ptr = if global {
-                    // SAFETY: live with `cur.layout`; `size` is non-zero.
-                    NonNull::new(unsafe { quarry.realloc(cur.ptr.as_ptr(), cur.layout, size) })
-                } else if size >= cur.layout.size() {
-                    // SAFETY: live with `cur.layout`; `new` is no smaller.
-                    unsafe { quarry.grow(cur.ptr, cur.layout, new) }
-                        .ok()
-                        .map(NonNull::cast)
-                } else {
-                    // SAFETY: live with `cur.layout`; `new` is no larger.
-                    unsafe { quarry.shrink(cur.ptr, cur.layout, new) }
-                        .ok()
-                        .map(NonNull::cast)
-                };
+                // SAFETY: live with `cur.layout`; `size` is non-zero and small.
+                let ptr = unsafe { common::resize(quarry, cur.ptr, cur.layout, size, global) };
                 let ptr = ptr.unwrap_or_else(|| panic!("{:?} to {size}", cur.layout));
                 assert_eq!(ptr.as_ptr() as usize % align, 0);
                 let kept = cur.layout.size().min(size);

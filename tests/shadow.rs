@@ -29,11 +29,15 @@ fn size() -> impl Strategy<Value = usize> {
     ]
 }
 
+/// The largest alignment tried, as a power of two.
+const MAX_ALIGN_LOG: u32 = if cfg!(miri) { 12 } else { 14 };
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         // Alignments up to 16 KiB: past the 4 KiB block size too.
-        4 => (size(), 0u32..=14).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
-        1 => (size(), 0u32..=14).prop_map(|(size, align_log)| Op::AllocZeroed { size, align_log }),
+        4 => (size(), 0u32..=MAX_ALIGN_LOG).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
+        1 => (size(), 0u32..=MAX_ALIGN_LOG)
+            .prop_map(|(size, align_log)| Op::AllocZeroed { size, align_log }),
         2 => (any::<usize>(), size()).prop_map(|(pick, size)| Op::Realloc { pick, size }),
         3 => any::<usize>().prop_map(|pick| Op::Dealloc { pick }),
     ]
