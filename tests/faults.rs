@@ -12,6 +12,7 @@
 mod common;
 
 use allocator_api2::alloc::{AllocError, Allocator};
+use common::{fill, holds};
 use quarry_alloc::backend::{Call, Mock, MockOptions};
 use quarry_alloc::{Allocation, ArenaId, Arenas, Config, EagerCommit, MemKind, Quarry};
 use std::alloc::{GlobalAlloc, Layout};
@@ -91,21 +92,6 @@ struct Live {
     ptr: NonNull<u8>,
     layout: Layout,
     fill: u8,
-}
-
-fn fill(ptr: NonNull<u8>, len: usize, byte: u8) {
-    // SAFETY: callers pass a live allocation of at least `len` bytes.
-    unsafe { ptr.as_ptr().write_bytes(byte, len) };
-}
-
-/// Whether the first `len` bytes at `ptr` all hold `byte` (compared a chunk at a time, which is
-/// `memcmp` and so fast in debug builds too).
-fn holds(ptr: NonNull<u8>, len: usize, byte: u8) -> bool {
-    let pattern = [byte; 4096];
-    // SAFETY: callers pass a live allocation of at least `len` bytes.
-    unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) }
-        .chunks(pattern.len())
-        .all(|chunk| chunk == &pattern[..chunk.len()])
 }
 
 /// What a failed call must leave as it was: blocks in use, bytes in use, allocations made.

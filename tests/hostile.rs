@@ -16,6 +16,7 @@
 mod common;
 
 use allocator_api2::alloc::{AllocError, Allocator};
+use common::{fill, holds};
 use quarry_alloc::backend::{Mock, OutOfMemory, Purged};
 use quarry_alloc::{
     ArenaId, Config, FreeError, FreeErrorKind, OsBackend, Quarry, Region, SpinLock, StaticBuffer,
@@ -80,20 +81,6 @@ fn refused<B: OsBackend + Sync, const H: usize>(
 
 fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
-}
-
-fn fill(ptr: NonNull<u8>, len: usize, byte: u8) {
-    // SAFETY: callers pass a live allocation of at least `len` bytes.
-    unsafe { ptr.as_ptr().write_bytes(byte, len) };
-}
-
-/// Whether the first `len` bytes at `ptr` all hold `byte` (compared by chunks: `memcmp`).
-fn holds(ptr: NonNull<u8>, len: usize, byte: u8) -> bool {
-    let pattern = [byte; 4096];
-    // SAFETY: callers pass a live allocation of at least `len` bytes.
-    unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) }
-        .chunks(pattern.len())
-        .all(|chunk| chunk == &pattern[..chunk.len()])
 }
 
 /// A live allocation with its layout and fill byte.

@@ -38,3 +38,20 @@ where
             .map(NonNull::cast)
     }
 }
+
+/// Fills the first `len` bytes at `ptr` with `byte`. Callers pass a live allocation of at least
+/// `len` bytes.
+pub fn fill(ptr: NonNull<u8>, len: usize, byte: u8) {
+    // SAFETY: callers pass a live allocation of at least `len` bytes.
+    unsafe { ptr.as_ptr().write_bytes(byte, len) };
+}
+
+/// Whether the first `len` bytes at `ptr` all hold `byte`, compared a chunk at a time (which is
+/// `memcmp`, fast in debug builds too). Callers pass a live allocation of at least `len` bytes.
+pub fn holds(ptr: NonNull<u8>, len: usize, byte: u8) -> bool {
+    let pattern = [byte; 4096];
+    // SAFETY: callers pass a live allocation of at least `len` bytes.
+    unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) }
+        .chunks(pattern.len())
+        .all(|chunk| chunk == &pattern[..chunk.len()])
+}
