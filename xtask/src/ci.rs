@@ -35,6 +35,17 @@ impl Step {
     }
 }
 
+/// `cargo miri test` of quarry-alloc's `tests` (space-separated cargo arguments) on `target` (`None`:
+/// the host), with the project's Miri flags and `extra` ones, in Miri's own target directory.
+fn miri(tests: &str, target: Option<&str>, extra: &str) -> Cmd {
+    let mut cmd = cargo(&format!("+nightly miri test -p quarry-alloc {tests}"));
+    if let Some(target) = target {
+        cmd = cmd.args(["--target", target]);
+    }
+    cmd.env("MIRIFLAGS", format!("{MIRIFLAGS} {extra}").trim_end())
+        .env("CARGO_TARGET_DIR", "target/miri")
+}
+
 /// `cargo` with space-separated arguments (none of them contains a space).
 fn cargo(args: &str) -> Cmd {
     Cmd::cargo().args(args.split_whitespace())
@@ -154,46 +165,31 @@ fn steps(quick: bool) -> Vec<Step> {
             .iter()
             .try_for_each(|target| install::miri_setup(*target))
     }));
-    for target in MIRI_TARGETS {
-        let mut miri = cargo("+nightly miri test -p quarry-alloc --lib");
-        if let Some(target) = target {
-            miri = miri.args(["--target", target]);
+    // The unit tests; the shadow-model property test and the stress test, with fewer and shorter
+    // cases under Miri (see tests/shadow.rs and tests/stress.rs).
+    for (what, tests) in [
+        ("", "--lib"),
+        ("shadow model, stress; ", "--test shadow --test stress"),
+    ] {
+        for target in MIRI_TARGETS {
+            steps.push(Step::cmd(
+                format!("miri ({what}{})", target.unwrap_or("host")),
+                miri(tests, *target, ""),
+            ));
         }
-        steps.push(Step::cmd(
-            format!("miri ({})", target.unwrap_or("host")),
-            miri.env("MIRIFLAGS", MIRIFLAGS)
-                .env("CARGO_TARGET_DIR", "target/miri"),
-        ));
-    }
-    // The shadow-model property test and the stress test, with fewer and shorter cases under Miri
-    // (see tests/shadow.rs and tests/stress.rs).
-    for target in MIRI_TARGETS {
-        let mut miri = cargo("+nightly miri test -p quarry-alloc --test shadow --test stress");
-        if let Some(target) = target {
-            miri = miri.args(["--target", target]);
-        }
-        steps.push(Step::cmd(
-            format!("miri (shadow model, stress; {})", target.unwrap_or("host")),
-            miri.env("MIRIFLAGS", MIRIFLAGS)
-                .env("CARGO_TARGET_DIR", "target/miri"),
-        ));
     }
     // The unit tests once more under the Tree Borrows aliasing model.
     steps.push(Step::cmd(
         "miri (tree borrows, host)",
-        cargo("+nightly miri test -p quarry-alloc --lib")
-            .env("MIRIFLAGS", &format!("{MIRIFLAGS} -Zmiri-tree-borrows"))
-            .env("CARGO_TARGET_DIR", "target/miri"),
+        miri("--lib", None, "-Zmiri-tree-borrows"),
     ));
     // The tests with threads, under 16 schedules each (Miri's scheduler and weak-memory choices
     // are seeded).
     steps.push(Step::cmd(
         "miri (threads, 16 seeds)",
-        cargo("+nightly miri test -p quarry-alloc --lib")
+        miri("--lib", None, "-Zmiri-many-seeds=0..16")
             .args(["--", "--exact"])
-            .args(CONCURRENT_TESTS)
-            .env("MIRIFLAGS", &format!("{MIRIFLAGS} -Zmiri-many-seeds=0..16"))
-            .env("CARGO_TARGET_DIR", "target/miri"),
+            .args(CONCURRENT_TESTS),
     ));
     steps
 }
