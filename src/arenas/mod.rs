@@ -7,6 +7,7 @@
 //! id 0 ([`ArenaId::ANY`]) asks for any arena that is not exclusive.
 
 mod handle;
+#[cfg(not(small_code))]
 mod lookup;
 mod picture;
 mod report;
@@ -28,6 +29,7 @@ use crate::memid::{Allocation, ArenaId, MemId, MemKind};
 use crate::meta::MetaArea;
 use core::fmt;
 use core::ptr::NonNull;
+#[cfg(not(small_code))]
 use lookup::AddressOrder;
 use report::Report;
 
@@ -50,6 +52,7 @@ pub struct Arenas<B: OsBackend, const MAX_ARENAS: usize = 64, const META_BYTES: 
     /// look at `min(count, MAX_ARENAS)` slots and skip the null ones.
     count: AtomicUsize,
     /// The published arenas in address order, for finding the arena of an address.
+    #[cfg(not(small_code))]
     order: AddressOrder<MAX_ARENAS>,
     /// Where descriptors and bitmaps come from first.
     meta: MetaArea<META_BYTES>,
@@ -80,6 +83,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             config,
             table: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_ARENAS],
             count: AtomicUsize::new(0),
+            #[cfg(not(small_code))]
             order: AddressOrder::new(),
             meta: MetaArea::new(),
             home: AtomicUsize::new(0),
@@ -230,6 +234,10 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     fn alloc_in_new_arena(&self, bytes: usize, blocks: usize, align: usize) -> Option<Allocation> {
         if let Some(found) = self.reserve_and_claim(bytes, blocks, align, true) {
             return Some(found);
+        }
+        if self.backend.grows_in_place() && !self.backend.can_free() {
+            // The arenas grew by just what the request needs, or the backend has no more.
+            return None;
         }
         let size = bytes.checked_add(align.saturating_sub(self.block_size()))?;
         let id = self.reserve(size, false, false).ok()?;
@@ -498,7 +506,12 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if !self.at_home() {
             return None;
         }
-        self.order.find(addr, |slot| self.slot(slot))
+        #[cfg(not(small_code))]
+        return self.order.find(addr, |slot| self.slot(slot));
+        // Small builds (wasm, firmware) have an arena or two, grown in place: a scan of the table
+        // is as quick as the search, and a few hundred bytes smaller with the order it needs.
+        #[cfg(small_code)]
+        (0..self.slots()).find_map(|index| self.slot(index).filter(|a| a.offset_of(addr).is_some()))
     }
 
     /// The memory of arena `id`: its first byte and its size in bytes.
@@ -572,6 +585,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
                 }
             }
         }
+        #[cfg(not(small_code))]
         self.order.retain(|slot| self.slot(slot).is_some());
         if kept == 0 {
             self.growable.store(0, Ordering::Relaxed);

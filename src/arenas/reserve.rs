@@ -289,6 +289,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             )
         };
         self.table[index].store(arena.as_ptr(), Ordering::Release);
+        #[cfg(not(small_code))]
         self.order.insert(index, start.addr().get(), |slot| {
             self.slot(slot).map_or(0, |a| a.start().addr().get())
         });

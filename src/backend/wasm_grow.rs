@@ -80,33 +80,26 @@ impl WasmGrow {
         if state.next == 0 {
             (state.next, state.end) = Self::initial();
         }
-        let mut start = align_up(state.next, align)?;
-        if start.checked_add(size)? > state.end {
-            let pages = (start + size - state.end).div_ceil(WASM_PAGE);
+        loop {
+            let start = align_up(state.next, align)?;
+            let stop = start.checked_add(size)?;
+            if stop <= state.end {
+                state.next = stop;
+                return Some(start);
+            }
+            let pages = (stop - state.end).div_ceil(WASM_PAGE);
             let old = wasm32::memory_grow(0, pages);
             if old == usize::MAX {
                 return None;
             }
             let grown = old * WASM_PAGE;
             if grown != state.end {
-                // Somebody else grew memory since: ours starts afresh at what was just grown,
-                // and may need more pages from there.
+                // Somebody else grew memory since: ours starts afresh at what was just grown
+                // (the next round grows more if that is too little).
                 state.next = grown;
-                state.end = grown + pages * WASM_PAGE;
-                start = align_up(grown, align)?;
-                if start.checked_add(size)? > state.end {
-                    let more = (start + size - state.end).div_ceil(WASM_PAGE);
-                    if wasm32::memory_grow(0, more) != state.end / WASM_PAGE {
-                        return None;
-                    }
-                    state.end += more * WASM_PAGE;
-                }
-            } else {
-                state.end += pages * WASM_PAGE;
             }
+            state.end = grown + pages * WASM_PAGE;
         }
-        state.next = start + size;
-        Some(start)
     }
 }
 
