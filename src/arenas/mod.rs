@@ -500,7 +500,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// The arena that holds address `addr`: a check of the arena found last time, else a binary
-    /// search over the arenas in address order.
+    /// search over the arenas in address order (in small builds, a scan of the table).
     #[inline]
     pub(crate) fn find(&self, addr: usize) -> Option<&Arena> {
         if !self.at_home() {
