@@ -10,6 +10,9 @@
 //! `cargo run --profile bench-release -p quarry-bench -- purge-cost [TRIALS] [--out FILE.md]`: the
 //! random-actions speed of `Quarry<Mmap>` with purging on, against off.
 //!
+//! `cargo run --profile bench-release -p quarry-bench -- footprint [ACTIONS]`: where memory goes in
+//! workload 4 (the wasm speed workload) at its peak, for quarry as on wasm and for its peers.
+//!
 //! `cargo run --profile bench-release -p quarry-bench -- peers [--quick] [--only W,…]
 //! [--peers A,…] [--out FILE.md]`: workloads 1–3 of `benchmarks.md` (random actions, heap
 //! efficiency, latency) on every allocator of `peers::PEERS`, as ratios against talc measured in
@@ -20,6 +23,7 @@ mod action;
 mod claim;
 mod count;
 mod efficiency;
+mod footprint;
 mod latency;
 mod peers;
 mod purge_cost;
@@ -39,6 +43,7 @@ fn usage() -> ! {
        quarry-bench count ALLOCATOR MAX realloc|plain ROUNDS
        quarry-bench rss [--out FILE.md]
        quarry-bench purge-cost [TRIALS] [--out FILE.md]
+       quarry-bench footprint [ACTIONS]
 
   peers runs workloads 1-3 of benchmarks.md against the allocators of bench/src/peers.rs:
     --only      random-actions, efficiency, latency (default: all three)
@@ -47,6 +52,7 @@ fn usage() -> ! {
     --out       write the markdown report there, and the chart as <stem>-random-actions.svg beside it
   rss allocates 256 MiB, frees it, and reads the resident set (one process per allocator)
   purge-cost runs workload 1 on Quarry<Mmap> with purging on and off
+  footprint runs workload 4 on the host and splits the memory at its peak; see footprint.rs
   count runs ROUNDS × 100 random actions (workload 1, one thread, no clock) for callgrind; see count.rs
   allocators: {}",
         PEERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
@@ -61,6 +67,7 @@ fn main() {
         Some("peers") => peers_command(&args[1..]),
         Some("count") => count_command(&args[1..]),
         Some("rss") => rss::command(&args[1..]),
+        Some("footprint") => footprint::command(&args[1..]),
         Some("purge-cost") => purge_cost::command(&args[1..]),
         Some("rss-one") => rss::one(&args[1..]),
         _ => usage(),
