@@ -437,11 +437,16 @@ impl Arena {
         // The run is ours now: no other thread touches its bits in any bitmap.
 
         // In a warm arena the run is dirty already, as the early read shows without another load.
+        // Small builds (wasm, firmware: one core, no compare-and-swap to wait for) leave the
+        // answer to `prepare`, in a hundred bytes less.
         let offset = block % FIELD_BITS;
-        let known_dirty = block / FIELD_BITS == hint && offset + blocks <= FIELD_BITS && {
-            let mask = usize::MAX >> (FIELD_BITS - blocks);
-            (dirty_before >> offset) & mask == mask
-        };
+        let known_dirty = cfg!(not(small_code))
+            && block / FIELD_BITS == hint
+            && offset + blocks <= FIELD_BITS
+            && {
+                let mask = usize::MAX >> (FIELD_BITS - blocks);
+                (dirty_before >> offset) & mask == mask
+            };
         match self.prepare(block, blocks, commit, known_dirty, backend) {
             Some((committed, zero)) => Some(Claimed {
                 block,
