@@ -1,5 +1,6 @@
 //! Linear memory on wasm32-wasip1, with quarry-alloc as the global allocator over `WasmGrow`: how
-//! much memory grows at steady state and per request. (`wasm_oom.rs`: when it cannot grow.)
+//! much memory grows at steady state and per request, and pages that other code grows in between.
+//! (`wasm_oom.rs`: when it cannot grow.)
 #![cfg(target_arch = "wasm32")]
 
 use quarry_alloc::{Config, Quarry, SpinLock, WasmGrow};
@@ -80,6 +81,50 @@ fn a_k_page_allocation_grows_memory_by_at_most_k_plus_one_pages() {
         "memory grew by {grown} pages for the last request"
     );
     assert!(kept.iter().all(|v| v[0] == 0xA5 && v[v.len() - 1] == 0xA5));
+}
+
+/// Allocates 256 KiB blocks, each filled with `fill`, until linear memory grows.
+fn allocate_until_memory_grows(kept: &mut Vec<(u8, Vec<u8>)>, fill: u8) {
+    let before = pages();
+    while pages() == before {
+        kept.push((fill, vec![fill; 256 << 10]));
+    }
+}
+
+#[test]
+fn memory_grown_by_someone_else_is_left_alone() {
+    let mut ours = Vec::new();
+    allocate_until_memory_grows(&mut ours, 1);
+    let arenas = GLOBAL.arenas().arena_count();
+
+    // Another user of linear memory grows it right after the allocator's last growth, and fills
+    // its pages.
+    let foreign_pages = 4;
+    let page = core::arch::wasm32::memory_grow(0, foreign_pages);
+    assert_ne!(page, usize::MAX, "memory can grow");
+    let foreign = page * PAGE..(page + foreign_pages) * PAGE;
+    let foreign_ptr = std::ptr::with_exposed_provenance_mut::<u8>(foreign.start);
+    // SAFETY: the pages were just grown, are inside linear memory, and nobody else uses them.
+    unsafe { foreign_ptr.write_bytes(0x5A, foreign.len()) };
+
+    // The allocator's next growth starts past the foreign pages, in an arena of its own.
+    allocate_until_memory_grows(&mut ours, 2);
+    assert_eq!(GLOBAL.arenas().arena_count(), arenas + 1);
+    for (_, v) in &ours {
+        let (start, end) = (v.as_ptr().addr(), v.as_ptr().addr() + v.len());
+        assert!(
+            end <= foreign.start || start >= foreign.end,
+            "an allocation at {start:#x} overlaps the foreign pages {foreign:#x?}"
+        );
+    }
+    // SAFETY: as above; nothing of the allocator's lies in them.
+    let kept = unsafe { std::slice::from_raw_parts(foreign_ptr, foreign.len()) };
+    assert!(kept.iter().all(|&b| b == 0x5A), "the foreign pages changed");
+    assert!(
+        ours.iter().all(|(fill, v)| v.iter().all(|b| b == fill)),
+        "an allocation changed"
+    );
+    assert_eq!(GLOBAL.stats().errors(), 0);
 }
 
 #[cfg(target_os = "wasi")]
