@@ -67,6 +67,18 @@ fn steps(quick: bool) -> Vec<Step> {
             "clippy (features unix and mock, all targets)",
             cargo("clippy -p quarry-alloc --features unix,mock --all-targets -- -D warnings"),
         ),
+        // The small builds' own code (`cfg(small_code)`) compiles only for their targets.
+        Step::cmd(
+            "clippy (small builds: wasm32-wasip1 with the tests, thumbv7m-none-eabi)",
+            cargo(
+                "clippy -p quarry-alloc --target wasm32-wasip1 --target thumbv7m-none-eabi \
+                 --features critical-section -- -D warnings",
+            ),
+        ),
+        Step::cmd(
+            "clippy (the tests on wasm32-wasip1)",
+            cargo("clippy -p quarry-alloc --target wasm32-wasip1 --tests -- -D warnings"),
+        ),
         Step::cmd("test (host)", cargo("test --workspace")),
         Step::cmd(
             "test (host, feature unix: Mmap and the process break)",
