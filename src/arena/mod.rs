@@ -420,8 +420,13 @@ impl Arena {
         // The dirty word of the field the search starts in, read before the claim: a load after a
         // compare-and-swap waits for it to complete. Reading early is safe only towards "dirty":
         // dirty bits are cleared only by a purge, which makes the early answer merely conservative.
+        // Small builds (wasm, firmware: one core, no compare-and-swap to wait for) skip the trick
+        // and leave the answer to `prepare`, in a hundred bytes less.
         let (hint, dirty_before) = match self.search_hint.load(Ordering::Relaxed) {
-            hint if hint < self.field_count => (hint, dirty.fields()[hint].load(Ordering::Relaxed)),
+            hint if hint < self.field_count && cfg!(not(small_code)) => {
+                (hint, dirty.fields()[hint].load(Ordering::Relaxed))
+            }
+            hint if hint < self.field_count => (hint, 0),
             _ => (0, 0),
         };
         let block = if align <= self.block_size() {
@@ -437,16 +442,11 @@ impl Arena {
         // The run is ours now: no other thread touches its bits in any bitmap.
 
         // In a warm arena the run is dirty already, as the early read shows without another load.
-        // Small builds (wasm, firmware: one core, no compare-and-swap to wait for) leave the
-        // answer to `prepare`, in a hundred bytes less.
         let offset = block % FIELD_BITS;
-        let known_dirty = cfg!(not(small_code))
-            && block / FIELD_BITS == hint
-            && offset + blocks <= FIELD_BITS
-            && {
-                let mask = usize::MAX >> (FIELD_BITS - blocks);
-                (dirty_before >> offset) & mask == mask
-            };
+        let known_dirty = block / FIELD_BITS == hint && offset + blocks <= FIELD_BITS && {
+            let mask = usize::MAX >> (FIELD_BITS - blocks);
+            (dirty_before >> offset) & mask == mask
+        };
         match self.prepare(block, blocks, commit, known_dirty, backend) {
             Some((committed, zero)) => Some(Claimed {
                 block,

@@ -235,7 +235,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
         if let Some(found) = self.reserve_and_claim(bytes, blocks, align, true) {
             return Some(found);
         }
-        if self.backend.grows_in_place() && !self.backend.can_free() {
+        if self.grows_on_demand() {
             // The arenas grew by just what the request needs, or the backend has no more.
             return None;
         }

@@ -110,7 +110,7 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             return None;
         }
         let needed = bytes.checked_add(align.saturating_sub(self.block_size()))?;
-        if self.backend.grows_in_place() && !self.backend.can_free() {
+        if self.grows_on_demand() {
             return self.grow_on_demand(needed, count);
         }
         let mut reserve = self.config.arena_reserve;
@@ -127,6 +127,13 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
             EagerCommit::IfOvercommit => self.backend.has_overcommit(),
         };
         self.reserve(reserve, commit, false).ok()
+    }
+
+    /// Whether arenas are grown on demand by just what a request needs (see
+    /// [`grow_on_demand`](Self::grow_on_demand)): over a backend that grows in place and never
+    /// frees, such as a break pointer.
+    pub(super) fn grows_on_demand(&self) -> bool {
+        self.backend.grows_in_place() && !self.backend.can_free()
     }
 
     /// `bytes` rounded up to whole blocks and doubled for every 8 arenas that exist (from 8 to
