@@ -98,7 +98,7 @@ struct Inside {
 
 /// One allocator's figures.
 struct Figures {
-    name: String,
+    name: &'static str,
     /// At the peak of requested bytes.
     peak: Seen,
     inside: Option<Inside>,
@@ -123,7 +123,7 @@ fn inside(quarry: &Quarried) -> Inside {
 /// Runs the workload on `alloc` (built over the region at `base`), calling `look` at every new
 /// peak.
 fn run(
-    name: &str,
+    name: &'static str,
     alloc: &dyn GlobalAlloc,
     base: usize,
     max: usize,
@@ -138,7 +138,7 @@ fn run(
     let mut rng = Rng::for_stream(&[4, max as u64, 1]);
     let mut work = Actions::new(max, true, MIN_LIVE, 1 << 16);
     let mut figures = Figures {
-        name: name.to_string(),
+        name,
         peak: Seen::default(),
         inside: None,
         final_span: 0,
