@@ -7,7 +7,8 @@
 //! `memory.grow` would have had to provide). quarry runs as on wasm: `Config::WASM`, one heap,
 //! over a break pointer (`Sbrk` over the region), which grows in place as `WasmGrow` does; its own
 //! statistics then split its span into the bytes handed out (size-class rounding), the blocks
-//! held by pages and large objects, and the arena.
+//! held by pages and large objects, and the arena. Over the whole run the wrapper also counts the
+//! reallocations that moved and the bytes they had to copy.
 
 use crate::action::Actions;
 use crate::peers::{Region, PEERS};
@@ -30,6 +31,10 @@ struct Seen {
     requested: usize,
     /// Highest end of an allocation so far, from the region's start.
     span: usize,
+    /// Reallocations that moved the allocation.
+    moves: u64,
+    /// Bytes those moves copied (the smaller of the old and the new size).
+    copied: usize,
 }
 
 /// An allocator with a count of what goes through it.
@@ -76,6 +81,12 @@ unsafe impl GlobalAlloc for Counting<'_> {
         // SAFETY: forwarded from the caller.
         let moved = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !moved.is_null() {
+            if moved != ptr {
+                let mut seen = self.seen.get();
+                seen.moves += 1;
+                seen.copied += layout.size().min(new_size);
+                self.seen.set(seen);
+            }
             self.gave(layout.size());
             self.took(moved, new_size);
         }
@@ -104,6 +115,9 @@ struct Figures {
     inside: Option<Inside>,
     /// Span at the end of the run.
     final_span: usize,
+    /// The whole run's moves by realloc, and the bytes they copied.
+    moves: u64,
+    copied: usize,
     peak_live: usize,
 }
 
@@ -142,6 +156,8 @@ fn run(
         peak: Seen::default(),
         inside: None,
         final_span: 0,
+        moves: 0,
+        copied: 0,
         peak_live: 0,
     };
     for _ in 0..actions {
@@ -154,7 +170,10 @@ fn run(
             figures.peak_live = work.live.len();
         }
     }
-    figures.final_span = counting.seen.get().span;
+    let end = counting.seen.get();
+    figures.final_span = end.span;
+    figures.moves = end.moves;
+    figures.copied = end.copied;
     // SAFETY: as above.
     unsafe { work.free_all(&counting) };
     figures
@@ -202,15 +221,16 @@ pub fn command(args: &[String]) {
     println!(
         "Workload 4 on the host ({actions} actions, seed 1, as `bench-wasm/speed` draws them), each \
          allocator over a fresh 128 MiB region. At the peak of the bytes the program holds: the span \
-         (how far into the region allocations reach) and, for quarry, its own split of it. MiB."
+         (how far into the region allocations reach) and, for quarry, its own split of it. MiB. \
+         Over the whole run: the reallocations that moved, and the MiB they copied."
     );
     for max in [200, 10000] {
         let all = measure(max, actions);
         println!("\n### max {max} B\n");
         println!(
-            "| allocator | live at peak | requested | handed out | blocks held | arenas | span at peak | span at end | pages |"
+            "| allocator | live at peak | requested | handed out | blocks held | arenas | span at peak | span at end | pages | moved by realloc | copied |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for f in &all {
             let (usable, blocks, arenas, pages) = match f.inside {
                 Some(i) => (
@@ -222,12 +242,14 @@ pub fn command(args: &[String]) {
                 None => Default::default(),
             };
             println!(
-                "| {} | {} | {} | {usable} | {blocks} | {arenas} | {} | {} | {pages} |",
+                "| {} | {} | {} | {usable} | {blocks} | {arenas} | {} | {} | {pages} | {} | {} |",
                 f.name,
                 f.peak_live,
                 mib(f.peak.requested),
                 mib(f.peak.span),
                 mib(f.final_span),
+                f.moves,
+                mib(f.copied),
             );
         }
     }

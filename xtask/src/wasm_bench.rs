@@ -56,6 +56,12 @@ const SPEED_PROGRAMS: &[(&str, &str)] = &[
         "lol_alloc",
         "`lol_alloc::AssumeSingleThreaded<FreeListAllocator>`",
     ),
+    (
+        "floor",
+        "not an allocator: the least work per call (`bench-wasm/speed/src/bin/floor.rs`: a \
+         last-in-first-out list per power of two, nothing checked or counted), so its ratios bound \
+         what any allocator can reach on this workload",
+    ),
 ];
 
 /// The `max` of the size distribution: small objects, and objects up to 10000 B.
