@@ -113,11 +113,8 @@ struct Figures {
     /// At the peak of requested bytes.
     peak: Seen,
     inside: Option<Inside>,
-    /// Span at the end of the run.
-    final_span: usize,
-    /// The whole run's moves by realloc, and the bytes they copied.
-    moves: u64,
-    copied: usize,
+    /// At the end of the run: the span, and the whole run's moves by realloc.
+    end: Seen,
     peak_live: usize,
 }
 
@@ -155,9 +152,7 @@ fn run(
         name,
         peak: Seen::default(),
         inside: None,
-        final_span: 0,
-        moves: 0,
-        copied: 0,
+        end: Seen::default(),
         peak_live: 0,
     };
     for _ in 0..actions {
@@ -170,10 +165,7 @@ fn run(
             figures.peak_live = work.live.len();
         }
     }
-    let end = counting.seen.get();
-    figures.final_span = end.span;
-    figures.moves = end.moves;
-    figures.copied = end.copied;
+    figures.end = counting.seen.get();
     // SAFETY: as above.
     unsafe { work.free_all(&counting) };
     figures
@@ -247,9 +239,9 @@ pub fn command(args: &[String]) {
                 f.peak_live,
                 mib(f.peak.requested),
                 mib(f.peak.span),
-                mib(f.final_span),
-                f.moves,
-                mib(f.copied),
+                mib(f.end.span),
+                f.end.moves,
+                mib(f.end.copied),
             );
         }
     }

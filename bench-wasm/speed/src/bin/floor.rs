@@ -26,9 +26,10 @@ struct Lists {
     /// `free[k]` heads the free objects of 2^k bytes (0: none); each free object's first word is
     /// the address of the next.
     free: [usize; LISTS],
-    /// The fresh memory left: from `next` up to `end` (both 0 at first).
-    next: usize,
-    end: usize,
+    /// The fresh memory left: from address `next` up to `end` (both 0 at first). In 64 bits, so
+    /// that no sum near the top of the 4 GiB address space wraps.
+    next: u64,
+    end: u64,
 }
 
 struct Floor(UnsafeCell<Lists>);
@@ -64,23 +65,25 @@ impl Lists {
     /// `size` bytes (a power of two) of fresh memory, aligned to `size`.
     #[inline(never)]
     fn fresh(&mut self, size: usize) -> *mut u8 {
-        let mut start = self.next.next_multiple_of(size);
-        if self.next == 0 || start + size > self.end {
+        let bytes = size as u64;
+        let mut start = self.next.next_multiple_of(bytes);
+        if self.next == 0 || start + bytes > self.end {
             // Twice the size: room for the object at its alignment wherever the run starts.
-            let pages = (size * 2 / WASM_PAGE).max(GROW_PAGES);
+            let pages = (size / (WASM_PAGE / 2)).max(GROW_PAGES);
             let first = core::arch::wasm32::memory_grow(0, pages);
             if first == usize::MAX {
                 return ptr::null_mut();
             }
-            start = (first * WASM_PAGE).next_multiple_of(size);
-            self.end = (first + pages) * WASM_PAGE;
-            if start + size > self.end {
+            start = (first as u64 * WASM_PAGE as u64).next_multiple_of(bytes);
+            self.end = (first + pages) as u64 * WASM_PAGE as u64;
+            if start + bytes > self.end {
                 return ptr::null_mut();
             }
         }
-        self.next = start + size;
-        // Linear memory is not a Rust allocation: a pointer into it takes exposed provenance.
-        ptr::with_exposed_provenance_mut(start)
+        self.next = start + bytes;
+        // Below `end`, which is within linear memory: the address fits a wasm32 `usize`. Linear
+        // memory is not a Rust allocation, so a pointer into it takes exposed provenance.
+        ptr::with_exposed_provenance_mut(start as usize)
     }
 
     /// Puts an object of 2^`shift` bytes back on its list.
