@@ -24,23 +24,64 @@ impl Rng {
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
+        let (hi, lo) = mul_wide(self.0, self.0 ^ 0xe703_7ed1_a0b4_28db);
+        hi ^ lo
     }
 
-    /// Uniform in `lo..hi` (`hi` excluded; `lo < hi`), by multiply-high (the bias is below 2^-40
-    /// for the ranges used here).
+    /// Uniform in `lo..hi` (`hi` excluded; `lo < hi`), by multiply-high: the top 64 bits of
+    /// `next_u64() × span` (the bias is below 2^-40 for the ranges used here). Spans below 2^32
+    /// are all the workloads use, and need only two 64-bit multiplies.
     #[inline]
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         debug_assert!(lo < hi);
-        let span = (hi - lo) as u128;
-        lo + ((u128::from(self.next_u64()) * span) >> 64) as usize
+        let span = (hi - lo) as u64;
+        debug_assert!(span <= u64::from(u32::MAX));
+        let x = self.next_u64();
+        // x·span = (x_hi·2^32 + x_lo)·span; its top 64 bits are those of x_hi·span + the carry
+        // x_lo·span / 2^32, a sum that fits in 64 bits because span < 2^32.
+        let top = (x >> 32) * span + (((x & 0xffff_ffff) * span) >> 32);
+        lo + (top >> 32) as usize
     }
 
     #[inline]
     pub fn next_u16(&mut self) -> u16 {
         (self.next_u64() >> 48) as u16
     }
+}
+
+/// The full 128-bit product of `a` and `b`, as (high, low) halves: the machine's wide multiply on
+/// 64-bit targets, [`mul_wide_by_halves`] elsewhere.
+#[inline]
+fn mul_wide(a: u64, b: u64) -> (u64, u64) {
+    #[cfg(target_pointer_width = "64")]
+    {
+        let t = u128::from(a) * u128::from(b);
+        ((t >> 64) as u64, t as u64)
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    mul_wide_by_halves(a, b)
+}
+
+/// The full 128-bit product of `a` and `b` from four 32 × 32 → 64 multiplies.
+///
+/// wasm32 has no wide multiply: there `u128` calls the general 128 × 128 routine `__multi3`, which
+/// made the harness's random numbers cost about as much as a small allocation. This gives the
+/// same bits inline.
+#[cfg(any(test, not(target_pointer_width = "64")))]
+#[inline]
+fn mul_wide_by_halves(a: u64, b: u64) -> (u64, u64) {
+    const LOW: u64 = 0xffff_ffff;
+    let (a_hi, a_lo) = (a >> 32, a & LOW);
+    let (b_hi, b_lo) = (b >> 32, b & LOW);
+    let low_low = a_lo * b_lo;
+    let high_low = a_hi * b_lo;
+    let low_high = a_lo * b_hi;
+    let high_high = a_hi * b_hi;
+    // The middle column: the carry out of the low column and two 32-bit halves; it fits in 64 bits.
+    let middle = (low_low >> 32) + (high_low & LOW) + (low_high & LOW);
+    let lo = (middle << 32) | (low_low & LOW);
+    let hi = high_high + (high_low >> 32) + (low_high >> 32) + (middle >> 32);
+    (hi, lo)
 }
 
 #[cfg(test)]
@@ -57,6 +98,27 @@ mod tests {
             seen[x - 3] = true;
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn the_halves_multiply_and_the_range_match_the_wide_product() {
+        let mut rng = Rng::new(3);
+        let edges = [0, 1, 0xffff_ffff, 1 << 32, u64::MAX, u64::MAX - 1];
+        let pairs = edges
+            .iter()
+            .flat_map(|&a| edges.iter().map(move |&b| (a, b)))
+            .chain((0..10_000).map(|_| (rng.next_u64(), rng.next_u64())));
+        for (a, b) in pairs.collect::<Vec<_>>() {
+            let t = u128::from(a) * u128::from(b);
+            assert_eq!(super::mul_wide_by_halves(a, b), ((t >> 64) as u64, t as u64));
+        }
+        for span in [1, 2, 7, 90_000, u64::from(u32::MAX)] {
+            let (mut a, mut b) = (Rng::new(span), Rng::new(span));
+            for _ in 0..1_000 {
+                let wide = (u128::from(a.next_u64()) * u128::from(span)) >> 64;
+                assert_eq!(b.range(5, 5 + span as usize) as u128, 5 + wide);
+            }
+        }
     }
 
     #[test]
