@@ -110,7 +110,10 @@ mod tests {
             .chain((0..10_000).map(|_| (rng.next_u64(), rng.next_u64())));
         for (a, b) in pairs.collect::<Vec<_>>() {
             let t = u128::from(a) * u128::from(b);
-            assert_eq!(super::mul_wide_by_halves(a, b), ((t >> 64) as u64, t as u64));
+            assert_eq!(
+                super::mul_wide_by_halves(a, b),
+                ((t >> 64) as u64, t as u64)
+            );
         }
         for span in [1, 2, 7, 90_000, u64::from(u32::MAX)] {
             let (mut a, mut b) = (Rng::new(span), Rng::new(span));

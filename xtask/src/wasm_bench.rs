@@ -64,8 +64,39 @@ const SPEED_PROGRAMS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `max` of the size distribution: small objects, and objects up to 10000 B.
-const MAXES: [usize; 2] = [200, 10_000];
+/// One case of the workload: the `max` of the size distribution, and whether it reallocates.
+struct Case {
+    max: usize,
+    realloc: bool,
+}
+
+/// Small objects, and objects up to 10000 B, with reallocations as the protocol has them; and
+/// objects up to 10000 B without, which shows how much of a difference the reallocations make.
+const CASES: [Case; 3] = [
+    Case {
+        max: 200,
+        realloc: true,
+    },
+    Case {
+        max: 10_000,
+        realloc: true,
+    },
+    Case {
+        max: 10_000,
+        realloc: false,
+    },
+];
+
+impl Case {
+    fn title(&self) -> String {
+        let without = if self.realloc {
+            ""
+        } else {
+            ", without realloc"
+        };
+        format!("max {} B{without}", self.max)
+    }
+}
 
 /// How many runs of how many actions.
 struct Plan {
@@ -506,11 +537,11 @@ struct Sample {
     memory_bytes: u64,
 }
 
-/// Every sample of one program at one `max`, indexed by run.
+/// Every sample of one program in one case, indexed by run.
 type Samples = Vec<Sample>;
 
 struct SpeedResults {
-    /// `[max index][program index]`.
+    /// `[case index][program index]`.
     samples: Vec<Vec<Samples>>,
 }
 
@@ -542,21 +573,22 @@ fn run_speed(plan: &Plan) -> Result<SpeedResults> {
         .collect::<Result<_>>()?;
 
     let n = programs.len();
-    let mut samples: Vec<Vec<Samples>> = MAXES
+    let mut samples: Vec<Vec<Samples>> = CASES
         .iter()
         .map(|_| (0..n).map(|_| Vec::new()).collect())
         .collect();
     for run in 0..plan.runs {
-        for (m, max) in MAXES.iter().enumerate() {
-            println!("run {} of {}, max {max} B", run + 1, plan.runs);
+        for (m, case) in CASES.iter().enumerate() {
+            println!("run {} of {}, {}", run + 1, plan.runs, case.title());
             for k in 0..n {
                 let i = (k + run as usize) % n;
                 let output = Cmd::new("wasmtime")
                     .args(["run", path_str(&programs[i])?])
                     .args([
-                        max.to_string(),
+                        case.max.to_string(),
                         plan.actions.to_string(),
                         (run + 1).to_string(),
+                        u8::from(case.realloc).to_string(),
                     ])
                     .read()?;
                 let sample = parse_sample(&output)
@@ -697,7 +729,8 @@ fn render_method(w: &mut String, plan: &Plan, quick: bool) -> Result {
         w,
         "- Speed: `bench-wasm/speed`, target `{SPEED_TARGET}`, profile `release` (opt-level 3, \
          lto = true, codegen-units = 1, panic = abort); each program run as `wasmtime run \
-         <program>.wasm <max> {} <seed>`, one process per allocator and size, interleaved across \
+         <program>.wasm <max> {} <seed> <realloc>`, one process per allocator and case, \
+         interleaved across \
          allocators (the order rotating from run to run), {} run{}, seed = run number (the same \
          for every allocator in a run){}.",
         plan.actions,
@@ -731,7 +764,8 @@ fn render_method(w: &mut String, plan: &Plan, quick: bool) -> Result {
          draws `0..=6`; 6 reallocates a random live allocation to `rand(1..3*max)`; below 3, or \
          while fewer than 50 allocations are live, it allocates `rand(4..rand(16..max))` bytes \
          at alignment word << (trailing zeros of a random u16 / 2) (75% word, 19% 2×word, then \
-         rarer up to 256×word); otherwise it frees a random live allocation. First and last \
+         rarer up to 256×word); otherwise it frees a random live allocation (without realloc, \
+         the draw is `0..=5`). First and last \
          byte of every allocation written; realloc checks that the first byte survived. The \
          whole loop is timed inside the program with `std::time::Instant`; the live list (a \
          `Vec` from the same allocator) is allocated before the clock starts; memory growth \
@@ -767,9 +801,9 @@ fn render_speed(w: &mut String, plan: &Plan, speed: &SpeedResults) {
         plan.runs,
         if plan.runs == 1 { "" } else { "s" }
     );
-    for (m, max) in MAXES.iter().enumerate() {
+    for (m, case) in CASES.iter().enumerate() {
         let samples = &speed.samples[m];
-        let _ = writeln!(w, "### max {max} B\n");
+        let _ = writeln!(w, "### {}\n", case.title());
         let _ = writeln!(
             w,
             "| allocator | ns per action | × talc | × std | peak live | linear memory MiB |"

@@ -68,10 +68,10 @@ pub struct Outcome {
 }
 
 /// Runs `actions` actions with sizes up to `max` through the global allocator (the one the
-/// program installed), then frees what is left (untimed).
-pub fn actions(max: usize, actions: u64, seed: u64) -> Outcome {
+/// program installed), with reallocations or without, then frees what is left (untimed).
+pub fn actions(max: usize, realloc: bool, actions: u64, seed: u64) -> Outcome {
     let mut rng = Rng::for_stream(&[4, max as u64, seed]);
-    let mut work = Actions::new(max, true, MIN_LIVE, 1 << 16);
+    let mut work = Actions::new(max, realloc, MIN_LIVE, 1 << 16);
     let mut out = Outcome::default();
     let start = Instant::now();
     for _ in 0..actions {
@@ -96,7 +96,8 @@ pub fn memory_bytes() -> usize {
     0
 }
 
-/// The program: `<name> <max> [actions] [seed]`; prints one line of `key=value` pairs, which
+/// The program: `<name> <max> [actions] [seed] [realloc]` (`realloc` 1, the default, or 0: the
+/// workload without its reallocations); prints one line of `key=value` pairs, which
 /// `cargo xtask bench-wasm` reads.
 pub fn main(allocator: &str) {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -110,10 +111,16 @@ pub fn main(allocator: &str) {
     assert!(max > 16, "max must be above 16 bytes");
     let count = number(1, DEFAULT_ACTIONS);
     let seed = number(2, 1);
-    let out = actions(max, count, seed);
+    let realloc = match number(3, 1) {
+        0 => false,
+        1 => true,
+        other => panic!("realloc must be 0 or 1, not {other}"),
+    };
+    let out = actions(max, realloc, count, seed);
     println!(
-        "allocator={allocator} max={max} actions={count} seed={seed} ns_per_action={:.2} \
+        "allocator={allocator} max={max} realloc={} actions={count} seed={seed} ns_per_action={:.2} \
          peak_live={} failures={} memory_bytes={}",
+        u8::from(realloc),
         out.nanos as f64 / count as f64,
         out.peak_live,
         out.failures,
@@ -126,8 +133,10 @@ pub fn main(allocator: &str) {
 mod tests {
     #[test]
     fn a_short_run_keeps_enough_live_and_never_fails() {
-        let out = super::actions(200, 100_000, 7);
-        assert!(out.peak_live >= super::MIN_LIVE);
-        assert_eq!(out.failures, 0);
+        for realloc in [true, false] {
+            let out = super::actions(200, realloc, 100_000, 7);
+            assert!(out.peak_live >= super::MIN_LIVE);
+            assert_eq!(out.failures, 0);
+        }
     }
 }
