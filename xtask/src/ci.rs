@@ -124,6 +124,13 @@ fn steps(quick: bool) -> Vec<Step> {
         "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
         wasm::memory_tests(),
     ));
+    // The wasm speed benchmark's harness, with and without realloc, on the host.
+    steps.push(Step::cmd(
+        "test bench-wasm harness (host)",
+        Cmd::cargo()
+            .dir("bench-wasm")
+            .args(["test", "--lib", "-p", "quarry-wasm-speed"]),
+    ));
     // The crates outside the workspace (built for their own targets): fmt and clippy of their own.
     for (dir, clippy_args) in [
         ("bench-wasm", "--target wasm32-wasip1 -p quarry-wasm-speed"),
