@@ -29,18 +29,18 @@ impl Rng {
     }
 
     /// Uniform in `lo..hi` (`hi` excluded; `lo < hi`), by multiply-high: the top 64 bits of
-    /// `next_u64() × span` (the bias is below 2^-40 for the ranges used here). Spans below 2^32
-    /// are all the workloads use, and need only two 64-bit multiplies.
+    /// `next_u64() × (hi - lo)` (the bias is below 2^-40 for the ranges used here).
     #[inline]
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         debug_assert!(lo < hi);
         let span = (hi - lo) as u64;
-        debug_assert!(span <= u64::from(u32::MAX));
         let x = self.next_u64();
-        // x·span = (x_hi·2^32 + x_lo)·span; its top 64 bits are those of x_hi·span + the carry
-        // x_lo·span / 2^32, a sum that fits in 64 bits because span < 2^32.
-        let top = (x >> 32) * span + (((x & 0xffff_ffff) * span) >> 32);
-        lo + (top >> 32) as usize
+        #[cfg(target_pointer_width = "64")]
+        let top = ((u128::from(x) * u128::from(span)) >> 64) as u64;
+        // On 32-bit targets `hi - lo` fits in 32 bits, which needs only two 64-bit multiplies.
+        #[cfg(not(target_pointer_width = "64"))]
+        let top = mul_high_by_halves(x, span);
+        lo + top as usize
     }
 
     #[inline]
@@ -84,6 +84,16 @@ fn mul_wide_by_halves(a: u64, b: u64) -> (u64, u64) {
     (hi, lo)
 }
 
+/// The top 64 bits of `x × span`, for `span < 2^32`, from two 64-bit multiplies:
+/// `x·span = (x_hi·2^32 + x_lo)·span`, whose top 64 bits are those of `x_hi·span` plus the carry
+/// `x_lo·span / 2^32`, a sum that fits in 64 bits because `span < 2^32`.
+#[cfg(any(test, not(target_pointer_width = "64")))]
+#[inline]
+fn mul_high_by_halves(x: u64, span: u64) -> u64 {
+    debug_assert!(span <= u64::from(u32::MAX));
+    ((x >> 32) * span + (((x & 0xffff_ffff) * span) >> 32)) >> 32
+}
+
 #[cfg(test)]
 mod tests {
     use super::Rng;
@@ -101,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn the_halves_multiply_and_the_range_match_the_wide_product() {
+    fn the_multiplies_by_halves_match_the_wide_product() {
         let mut rng = Rng::new(3);
         let edges = [0, 1, 0xffff_ffff, 1 << 32, u64::MAX, u64::MAX - 1];
         let pairs = edges
@@ -116,10 +126,10 @@ mod tests {
             );
         }
         for span in [1, 2, 7, 90_000, u64::from(u32::MAX)] {
-            let (mut a, mut b) = (Rng::new(span), Rng::new(span));
             for _ in 0..1_000 {
-                let wide = (u128::from(a.next_u64()) * u128::from(span)) >> 64;
-                assert_eq!(b.range(5, 5 + span as usize) as u128, 5 + wide);
+                let x = rng.next_u64();
+                let wide = (u128::from(x) * u128::from(span)) >> 64;
+                assert_eq!(u128::from(super::mul_high_by_halves(x, span)), wide);
             }
         }
     }
