@@ -36,7 +36,7 @@ impl Rng {
         let span = (hi - lo) as u64;
         let x = self.next_u64();
         #[cfg(target_pointer_width = "64")]
-        let top = ((u128::from(x) * u128::from(span)) >> 64) as u64;
+        let top = mul_wide(x, span).0;
         // On 32-bit targets `hi - lo` fits in 32 bits, which needs only two 64-bit multiplies.
         #[cfg(not(target_pointer_width = "64"))]
         let top = mul_high_by_halves(x, span);
