@@ -57,6 +57,12 @@ const SPEED_PROGRAMS: &[(&str, &str)] = &[
         "`lol_alloc::AssumeSingleThreaded<FreeListAllocator>`",
     ),
     (
+        "compact",
+        "not quarry-alloc: `bench-wasm/compact`, a measuring reference for an arena engine \
+         written for size first (one arena grown in place, a plain bitmap under a spin lock, \
+         quarry's size classes and checks)",
+    ),
+    (
         "floor",
         "not an allocator: the least work per call (`bench-wasm/speed/src/bin/floor.rs`: a \
          last-in-first-out list per power of two, nothing checked or counted), so its ratios bound \
@@ -131,6 +137,14 @@ const SIZE_MODULES: &[(&str, &str)] = &[
     (
         "quarry-minimal",
         "quarry minimal: `Quarry<WasmGrow, NoLock, 1>`, `Config::WASM` (`new_single_threaded`)",
+    ),
+    (
+        "compact",
+        "not quarry-alloc: the size-first reference `bench-wasm/compact`, spin lock",
+    ),
+    (
+        "compact-minimal",
+        "not quarry-alloc: the size-first reference `bench-wasm/compact`, no lock",
     ),
 ];
 

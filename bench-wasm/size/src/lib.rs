@@ -4,6 +4,8 @@
 //!
 //! - `quarry`, `quarry-minimal`, `talc`, `rlsf`, `dlmalloc`, `lol_alloc`: that allocator, installed
 //!   as the `#[global_allocator]` too (talc needs one: it links `alloc`);
+//! - `compact`, `compact-minimal`: not quarry-alloc but the size-first arena engine of
+//!   `bench-wasm/compact` (a measuring reference), with its spin lock and without;
 //! - `null`: the same exports, returning null and freeing nothing;
 //! - none: no exports at all, the empty module (the zero line, as in the protocol's anchors).
 //!
@@ -19,6 +21,8 @@
     feature = "rlsf",
     feature = "dlmalloc",
     feature = "lol_alloc",
+    feature = "compact",
+    feature = "compact-minimal",
     feature = "null"
 ))]
 mod exports;
@@ -62,6 +66,19 @@ pub(crate) static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc
 pub(crate) static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
     // SAFETY: a wasm32-unknown-unknown module without threads never calls in twice at once.
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
+#[cfg(feature = "compact")]
+#[global_allocator]
+/// The size-first reference behind its spin lock.
+pub(crate) static ALLOCATOR: quarry_wasm_compact::Compact<true> =
+    quarry_wasm_compact::Compact::new();
+
+#[cfg(feature = "compact-minimal")]
+#[global_allocator]
+/// The size-first reference without a lock.
+pub(crate) static ALLOCATOR: quarry_wasm_compact::Compact<false> =
+    // SAFETY: a wasm32-unknown-unknown module without threads never calls in twice at once.
+    unsafe { quarry_wasm_compact::Compact::new_single_threaded() };
 
 #[cfg(feature = "null")]
 /// No allocator behind the exports.
