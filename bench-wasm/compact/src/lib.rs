@@ -20,6 +20,8 @@
 //!   is free) change nothing, are counted and go to an error hook;
 //! - **statistics**: allocations, frees, bytes in use and their peak, pages made and returned.
 //!
+//! Alignments up to the block size are honoured; larger ones get null.
+//!
 //! `cargo xtask bench-wasm` measures it next to quarry-alloc and the peers: with the lock as the
 //! default configuration's counterpart, without as the minimal one's.
 
@@ -233,7 +235,8 @@ impl<const LOCK: bool> Compact<LOCK> {
         self.with(|state| state.stats)
     }
 
-    /// Sets the function called on every refused free.
+    /// Sets the function called on every refused free. It runs under the lock, so it must not
+    /// allocate.
     pub fn set_error_hook(&self, hook: Option<fn(*mut u8, BadFree)>) {
         self.with(|state| state.hook = hook);
     }
@@ -373,10 +376,10 @@ impl State {
     fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         // A free object holds a link and a cookie: two words.
         let wanted = size.max(align).max(2 * core::mem::size_of::<usize>());
-        if wanted <= SMALL_LIMIT {
+        // A page starts on a block, so object `i` is aligned to every power of two up to the
+        // block size that divides the object size; larger alignments are not served at all.
+        if wanted <= SMALL_LIMIT && align <= BLOCK {
             let class = class_of(wanted);
-            // A page starts on a block, so object `i` is aligned to every power of two that
-            // divides the object size.
             if class_size(class).is_multiple_of(align) {
                 return self.alloc_small(class);
             }

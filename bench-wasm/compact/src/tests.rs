@@ -210,6 +210,12 @@ fn running_out_returns_null_and_freeing_makes_room_again() {
     unsafe { a.dealloc(held.pop().unwrap(), layout) };
     // SAFETY: valid layout.
     assert!(!unsafe { a.alloc(layout) }.is_null());
+    // Alignments past the block size are refused, small objects included.
+    for size in [64, 8192, 40_000] {
+        let layout = Layout::from_size_align(size, 2 * BLOCK).unwrap();
+        // SAFETY: valid layout.
+        assert!(unsafe { a.alloc(layout) }.is_null());
+    }
     // A size past anything the arena could hold fails cleanly.
     let huge = Layout::from_size_align(isize::MAX as usize - 4096, 8).unwrap();
     // SAFETY: valid layout.
