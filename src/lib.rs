@@ -8,6 +8,7 @@ pub mod arenas;
 mod atomic;
 pub mod backend;
 pub mod bitmap;
+pub mod compact;
 mod config;
 mod error;
 mod global;
@@ -22,6 +23,7 @@ pub use backend::Mmap;
 #[cfg(target_arch = "wasm32")]
 pub use backend::WasmGrow;
 pub use backend::{OsBackend, Region, Sbrk, StaticBuffer};
+pub use compact::Compact;
 pub use config::{Config, EagerCommit};
 pub use error::{ErrorHook, FreeError, FreeErrorKind};
 pub use global::{Quarry, Stats};

@@ -124,32 +124,16 @@ fn steps(quick: bool) -> Vec<Step> {
         "test wasm32-wasip1 memory growth and out of memory (wasmtime, 64 MiB cap)",
         wasm::memory_tests(),
     ));
-    // The wasm speed benchmark's harness, with and without realloc, and the size-first
-    // reference allocator it measures, on the host.
+    // The wasm speed benchmark's harness, with and without realloc, on the host.
     steps.push(Step::cmd(
-        "test bench-wasm harness and compact reference (host)",
-        Cmd::cargo().dir("bench-wasm").args([
-            "test",
-            "--lib",
-            "-p",
-            "quarry-wasm-speed",
-            "-p",
-            "quarry-wasm-compact",
-        ]),
-    ));
-    steps.push(Step::cmd(
-        "clippy (bench-wasm: the compact reference and its tests, host)",
+        "test bench-wasm harness (host)",
         Cmd::cargo()
             .dir("bench-wasm")
-            .args(["clippy", "--tests", "-p", "quarry-wasm-compact"])
-            .args(["--", "-D", "warnings"]),
+            .args(["test", "--lib", "-p", "quarry-wasm-speed"]),
     ));
     // The crates outside the workspace (built for their own targets): fmt and clippy of their own.
     for (dir, clippy_args) in [
-        (
-            "bench-wasm",
-            "--target wasm32-wasip1 -p quarry-wasm-speed -p quarry-wasm-compact",
-        ),
+        ("bench-wasm", "--target wasm32-wasip1 -p quarry-wasm-speed"),
         (
             "firmware",
             "--target thumbv7m-none-eabi --target thumbv6m-none-eabi",

@@ -30,7 +30,8 @@ pub fn demo() -> Cmd {
 pub fn integration_tests() -> Cmd {
     Cmd::cargo()
         .args(["test", "--target", TARGET])
-        .args(["--test", "global", "--test", "registry", "--test", "shadow"])
+        .args(["--test", "global", "--test", "compact_global"])
+        .args(["--test", "registry", "--test", "shadow"])
 }
 
 /// Linear memory growth, and out of memory, under a wasmtime that caps memory at `MAX_MEMORY`

@@ -57,10 +57,9 @@ const SPEED_PROGRAMS: &[(&str, &str)] = &[
         "`lol_alloc::AssumeSingleThreaded<FreeListAllocator>`",
     ),
     (
-        "compact",
-        "not quarry-alloc: `bench-wasm/compact`, a measuring reference for an arena engine \
-         written for size first (one arena grown in place, a plain bitmap under a spin lock, \
-         quarry's size classes and checks)",
+        "quarry-compact",
+        "`Compact<WasmGrow>` with `Config::WASM` (`Compact::new`: quarry-alloc's compact engine, \
+         one arena behind the default spin lock)",
     ),
     (
         "floor",
@@ -139,17 +138,23 @@ const SIZE_MODULES: &[(&str, &str)] = &[
         "quarry minimal: `Quarry<WasmGrow, NoLock, 1>`, `Config::WASM` (`new_single_threaded`)",
     ),
     (
-        "compact",
-        "not quarry-alloc: the size-first reference `bench-wasm/compact`, spin lock",
+        "quarry-compact",
+        "quarry compact engine, default: `Compact<WasmGrow>`, `Config::WASM` (spin lock)",
     ),
     (
-        "compact-minimal",
-        "not quarry-alloc: the size-first reference `bench-wasm/compact`, no lock",
+        "quarry-compact-minimal",
+        "quarry compact engine, minimal: `Compact<WasmGrow, NoLock>`, `Config::WASM` \
+         (`new_single_threaded`)",
     ),
 ];
 
 /// Quarry's size targets, above the empty module: (feature, bytes).
-const SIZE_TARGETS: [(&str, u64); 2] = [("quarry", 4000), ("quarry-minimal", 2000)];
+const SIZE_TARGETS: [(&str, u64); 4] = [
+    ("quarry", 4000),
+    ("quarry-minimal", 2000),
+    ("quarry-compact", 4000),
+    ("quarry-compact-minimal", 2000),
+];
 
 /// How many of quarry's largest functions the report lists.
 const TOP_FUNCTIONS: usize = 15;

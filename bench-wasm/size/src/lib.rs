@@ -2,10 +2,9 @@
 //! `dealloc` and `realloc`, each one call into an allocator's `GlobalAlloc`. The allocator is
 //! picked by a feature, exactly one per build:
 //!
-//! - `quarry`, `quarry-minimal`, `talc`, `rlsf`, `dlmalloc`, `lol_alloc`: that allocator, installed
-//!   as the `#[global_allocator]` too (talc needs one: it links `alloc`);
-//! - `compact`, `compact-minimal`: not quarry-alloc but the size-first arena engine of
-//!   `bench-wasm/compact` (a measuring reference), with its spin lock and without;
+//! - `quarry`, `quarry-minimal`, `quarry-compact`, `quarry-compact-minimal`, `talc`, `rlsf`,
+//!   `dlmalloc`, `lol_alloc`: that allocator, installed as the `#[global_allocator]` too (talc
+//!   needs one: it links `alloc`); the `quarry-compact` ones are quarry-alloc's compact engine;
 //! - `null`: the same exports, returning null and freeing nothing;
 //! - none: no exports at all, the empty module (the zero line, as in the protocol's anchors).
 //!
@@ -17,12 +16,12 @@
 #[cfg(any(
     feature = "quarry",
     feature = "quarry-minimal",
+    feature = "quarry-compact",
+    feature = "quarry-compact-minimal",
     feature = "talc",
     feature = "rlsf",
     feature = "dlmalloc",
     feature = "lol_alloc",
-    feature = "compact",
-    feature = "compact-minimal",
     feature = "null"
 ))]
 mod exports;
@@ -67,18 +66,23 @@ pub(crate) static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeList
     // SAFETY: a wasm32-unknown-unknown module without threads never calls in twice at once.
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
-#[cfg(feature = "compact")]
+#[cfg(feature = "quarry-compact")]
 #[global_allocator]
-/// The size-first reference behind its spin lock.
-pub(crate) static ALLOCATOR: quarry_wasm_compact::Compact<true> =
-    quarry_wasm_compact::Compact::new();
+/// quarry-alloc's compact engine behind its spin lock.
+pub(crate) static ALLOCATOR: quarry_alloc::Compact<quarry_alloc::WasmGrow> =
+    quarry_alloc::Compact::new(quarry_alloc::WasmGrow::new(), quarry_alloc::Config::WASM);
 
-#[cfg(feature = "compact-minimal")]
+#[cfg(feature = "quarry-compact-minimal")]
 #[global_allocator]
-/// The size-first reference without a lock.
-pub(crate) static ALLOCATOR: quarry_wasm_compact::Compact<false> =
+/// quarry-alloc's compact engine without a lock.
+pub(crate) static ALLOCATOR: quarry_alloc::Compact<quarry_alloc::WasmGrow, quarry_alloc::NoLock> =
     // SAFETY: a wasm32-unknown-unknown module without threads never calls in twice at once.
-    unsafe { quarry_wasm_compact::Compact::new_single_threaded() };
+    unsafe {
+        quarry_alloc::Compact::new_single_threaded(
+            quarry_alloc::WasmGrow::new(),
+            quarry_alloc::Config::WASM,
+        )
+    };
 
 #[cfg(feature = "null")]
 /// No allocator behind the exports.

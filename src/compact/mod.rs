@@ -1,0 +1,357 @@
+//! The compact engine: the object layer of [`Quarry`](crate::Quarry) over one arena, for the
+//! builds where code size matters most (a wasm module, a small firmware image).
+//!
+//! [`Compact`] keeps what the main engine does for every allocation: the same size classes, pages
+//! found from a pointer through a tag per block, free lists with the double-free cookie, empty
+//! pages given back, large objects as block runs, realloc in place, every bad free refused,
+//! counted and reported, statistics and an arena map. It drops the generality of the arena layer:
+//!
+//! - **one arena**, grown at its end over a backend that grows in place (`WasmGrow`, `Sbrk`,
+//!   `StaticBuffer`); over any other backend the arena is the first region it gives;
+//! - **a tag per block**, searched under the engine's lock, instead of compare-and-swap bitmaps;
+//!   the tags are a table of `BLOCKS` words in the arena's first blocks, so the arena spans at
+//!   most `BLOCKS` blocks, and the table costs 4 bytes for each (with the default 16384 and
+//!   `Config::WASM`'s 4 KiB blocks: 64 MiB at most, 64 KiB of table). On firmware, pick `BLOCKS`
+//!   near the heap's size over the block size: a table larger than the heap leaves no room;
+//! - **one heap behind one lock**: no registry, exclusive arenas, handles, purging, or remote
+//!   frees. Threads that allocate at once wait for each other.
+//!
+//! Alignments up to the arena's size are honoured; larger ones get null.
+//!
+//! ```
+//! use quarry_alloc::{Compact, Config, SpinLock, StaticBuffer};
+//! // 256 KiB in blocks of 256 bytes (`Config::EMBEDDED`): 1024 blocks, a 4 KiB tag table.
+//! static HEAP: Compact<StaticBuffer<{ 256 * 1024 }>, SpinLock, 1024> =
+//!     Compact::new(StaticBuffer::new(), Config::EMBEDDED);
+//!
+//! let layout = core::alloc::Layout::from_size_align(100, 8).unwrap();
+//! let p = unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) };
+//! assert!(!p.is_null());
+//! unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, p, layout) };
+//! assert_eq!(HEAP.stats().bytes_in_use, 0);
+//! ```
+
+mod pages;
+mod space;
+#[cfg(test)]
+mod tests;
+
+use crate::backend::OsBackend;
+use crate::error::{ErrorHook, FreeError, FreeErrorKind};
+use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
+use crate::{Config, Stats};
+use allocator_api2::alloc::{AllocError, Allocator};
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use pages::Pages;
+
+/// Blocks the arena may span unless the type says otherwise: a tag table of 64 KiB.
+pub const DEFAULT_BLOCKS: usize = 16 * 1024;
+
+/// What the engine holds besides its backend; reached only under the lock.
+struct State<const BLOCKS: usize> {
+    pages: Pages<BLOCKS>,
+    hook: Option<ErrorHook>,
+    /// Refused frees by kind: not ours, freed already, not the start of an allocation.
+    refused: [usize; 3],
+}
+
+/// An allocator of the compact engine over backend `B`, behind lock `L`, with an arena of at most
+/// `BLOCKS` blocks. See the [module docs](self).
+pub struct Compact<B: OsBackend, L: RawLock = SpinLock, const BLOCKS: usize = DEFAULT_BLOCKS> {
+    /// Held around every use of `state`.
+    lock: L,
+    backend: B,
+    /// Used only while `lock` is held (or, with [`NoLock`], by the one caller the constructor's
+    /// contract allows at a time).
+    state: UnsafeCell<State<BLOCKS>>,
+}
+
+// SAFETY: `state` is reached only under `lock` (the invariant on it), and `B: Sync` lets every
+// thread use the backend.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Sync for Compact<B, L, BLOCKS> {}
+
+impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
+    const fn build(backend: B, config: Config) -> Self {
+        Compact {
+            lock: L::NEW,
+            backend,
+            state: UnsafeCell::new(State {
+                pages: Pages::new(&config),
+                hook: None,
+                refused: [0; 3],
+            }),
+        }
+    }
+
+    /// Runs `f` on the state under the lock.
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut State<BLOCKS>, &B) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock is held, so this is the only reference to the state until `f`
+        // returns (the invariant on `state`); `f` does not call back into the allocator.
+        let result = f(unsafe { &mut *self.state.get() }, &self.backend);
+        // SAFETY: taken above.
+        unsafe { self.lock.unlock() };
+        result
+    }
+
+    /// What the allocator holds and has done.
+    pub fn stats(&self) -> Stats {
+        self.with(|state, _| {
+            let c = &state.pages.counters;
+            let space = &state.pages.space;
+            let bytes = space.blocks() << space.shift();
+            Stats {
+                bytes_in_use: c.bytes_in_use,
+                peak_bytes: c.peak_bytes,
+                reserved_bytes: bytes,
+                committed_bytes: bytes,
+                purged_bytes: 0,
+                arenas: usize::from(bytes != 0),
+                allocations: c.allocs,
+                frees: c.frees,
+                pages_made: c.pages_made,
+                pages_returned: c.pages_returned,
+                not_ours: state.refused[0],
+                double_frees: state.refused[1],
+                misaligned: state.refused[2],
+            }
+        })
+    }
+
+    /// Sets the function called on every refused free (`None`: none). It runs inside the
+    /// allocator, under its lock: it must not allocate.
+    pub fn set_error_hook(&self, hook: Option<ErrorHook>) {
+        self.with(|state, _| state.hook = hook);
+    }
+
+    /// Writes the arena map: a header, then the blocks 64 to a line (`p` in a page, `x` in a block
+    /// run, a gap or the tag table, `.` free, block 0 first) and a count. The lock is taken for each line only,
+    /// so `out` may allocate from this allocator.
+    pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        let (blocks, shift) = self.with(|state, _| {
+            let space = &state.pages.space;
+            (space.blocks(), space.shift())
+        });
+        writeln!(
+            out,
+            "compact arena: {blocks} blocks of {} bytes, at most {BLOCKS}",
+            1usize << shift
+        )?;
+        let mut held = 0;
+        for line in (0..blocks).step_by(64) {
+            let mut text = [b'.'; 64];
+            let len = (blocks - line).min(64);
+            self.with(|state, _| {
+                for (c, (busy, page)) in text
+                    .iter_mut()
+                    .zip(state.pages.space.states().skip(line).take(len))
+                {
+                    if busy {
+                        held += 1;
+                        *c = if page { b'p' } else { b'x' };
+                    }
+                }
+            });
+            out.write_str("  ")?;
+            for &c in &text[..len] {
+                out.write_char(char::from(c))?;
+            }
+            out.write_char('\n')?;
+        }
+        writeln!(out, "  held: {held} of {blocks} blocks")
+    }
+
+    /// Counts a refused free and passes it to the hook.
+    #[cold]
+    #[inline(never)]
+    fn refuse(state: &mut State<BLOCKS>, kind: FreeErrorKind, ptr: *mut u8, size: usize) {
+        let index = match kind {
+            FreeErrorKind::NotOurs => 0,
+            FreeErrorKind::DoubleFree => 1,
+            _ => 2,
+        };
+        state.refused[index] += 1;
+        if let Some(hook) = state.hook {
+            hook(&FreeError {
+                kind,
+                addr: ptr.addr(),
+                size,
+            });
+        }
+    }
+}
+
+impl<B: OsBackend, L: ThreadSafe, const BLOCKS: usize> Compact<B, L, BLOCKS> {
+    /// An allocator over `backend` with the settings `config` (`block_size`, `small_limit` and
+    /// `page_target`; the arena and purge settings do not apply). Nothing is taken from the
+    /// backend until the first allocation. Panics (at compile time, in a `static`) if `config` is
+    /// invalid or `BLOCKS` blocks of its size do not fit in the address space.
+    pub const fn new(backend: B, config: Config) -> Self {
+        Self::build(backend, config)
+    }
+}
+
+impl<B: OsBackend, const BLOCKS: usize> Compact<B, NoLock, BLOCKS> {
+    /// An allocator without a lock, for a program that never allocates from two threads (or from
+    /// an interrupt handler) at once.
+    ///
+    /// # Safety
+    /// No two calls into the allocator ever overlap.
+    pub const unsafe fn new_single_threaded(backend: B, config: Config) -> Self {
+        Self::build(backend, config)
+    }
+}
+
+// SAFETY: every pointer handed out starts claimed memory of the arena (an object of a page, or a
+// block run) at least `layout.size()` bytes long and aligned to `layout.align()`, handed out
+// again only after it is freed; `realloc` keeps the contents up to the smaller size; bad frees
+// are refused and change nothing.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> GlobalAlloc
+    for Compact<B, L, BLOCKS>
+{
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let (size, align) = (layout.size().max(1), layout.align());
+        self.with(|state, backend| {
+            let pages = &mut state.pages;
+            #[cfg(not(opt_size))]
+            if let Some(ptr) = pages.alloc_fast(size, align) {
+                return ptr;
+            }
+            pages.alloc(backend, size, align)
+        })
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.with(|state, _| {
+            // SAFETY: the caller gives the allocation up (`dealloc`'s contract).
+            if let Err(kind) = unsafe { state.pages.free(ptr) } {
+                Self::refuse(state, kind, ptr, layout.size());
+            }
+        });
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.resize(ptr, layout, new_size, layout.align()) }
+    }
+}
+
+impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
+    /// `realloc` to `new_size` bytes aligned to `align`.
+    ///
+    /// # Safety
+    /// `ptr` is a live allocation of this allocator made with `layout`; `new_size` is not zero and
+    /// forms a valid layout with `align`.
+    unsafe fn resize(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        self.with(|state, backend| match state.pages.locate_slow(ptr) {
+            // SAFETY: just located; `realloc`'s contract: `ptr` is live with `layout`.
+            Ok(found) => unsafe {
+                state
+                    .pages
+                    .realloc_at(backend, ptr, found, layout.size(), new_size, align)
+            },
+            Err(kind) => {
+                Self::refuse(state, kind, ptr, layout.size());
+                ptr::null_mut()
+            }
+        })
+    }
+}
+
+/// A zero-sized allocation: a dangling pointer aligned as asked, never passed to the engine.
+fn empty(layout: Layout) -> NonNull<[u8]> {
+    // SAFETY: a layout's alignment is a non-zero power of two, so it is a valid non-null address.
+    let dangling = unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
+    NonNull::slice_from_raw_parts(dangling, 0)
+}
+
+// SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never
+// freed into the engine, and every allocation stays valid until deallocated, even if the reference
+// is copied.
+unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Allocator
+    for &Compact<B, L, BLOCKS>
+{
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(empty(layout));
+        }
+        // SAFETY: a non-zero layout.
+        let ptr = NonNull::new(unsafe { self.alloc(layout) }).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: the caller gives up the allocation (`deallocate`'s contract).
+            unsafe { self.dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
+        unsafe { self.change(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
+        unsafe { self.change(ptr, old, new) }
+    }
+}
+
+impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
+    /// `grow` and `shrink` of `Allocator`: to and from size 0 through `allocate` and
+    /// `deallocate`, the rest in place where the engine can.
+    ///
+    /// # Safety
+    /// `ptr` is live with `old` (or dangling when `old.size()` is 0).
+    unsafe fn change(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if old.size() == 0 {
+            return Allocator::allocate(&self, new);
+        }
+        if new.size() == 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { Allocator::deallocate(&self, ptr, old) };
+            return Ok(empty(new));
+        }
+        // SAFETY: forwarded from the caller; `new` is a valid non-zero layout.
+        let moved = unsafe { self.resize(ptr.as_ptr(), old, new.size(), new.align()) };
+        let moved = NonNull::new(moved).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(moved, new.size()))
+    }
+}
+
+impl<B: OsBackend, L: RawLock, const BLOCKS: usize> fmt::Debug for Compact<B, L, BLOCKS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compact")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,457 @@
+//! The compact engine's object layer: the size classes of the main heap, served from pages cut
+//! out of the arena, and larger objects as block runs of their own.
+//!
+//! A page is a run of blocks with its header in its last bytes; every block of it is tagged with
+//! the page's end, so a pointer finds its header in two loads. Free objects form a list through
+//! their first word; the second word holds `address ^ COOKIE` while the object is free, which is
+//! how a second free is caught. Objects never handed out are taken by a bump index. A page that
+//! empties is given back to the arena unless it is its class's only page with objects to give.
+
+use super::space::{Space, Spot, PAGE, START};
+use crate::backend::OsBackend;
+use crate::error::FreeErrorKind;
+use crate::heap::class::{class_for, class_size, CLASSES, MAX_CLASS_SIZE};
+use crate::heap::HeapCounters;
+use crate::Config;
+use core::num::NonZeroUsize;
+use core::ptr;
+
+/// A free object's second word holds `address ^ COOKIE`.
+const COOKIE: usize = 0xB0BA_5EED_F00D_CAFE_u64 as usize;
+
+/// Bytes at the end of every page for its header.
+const HEADER: usize = core::mem::size_of::<Page>();
+
+/// The header of a page, in the page's last [`HEADER`] bytes.
+pub(crate) struct Page {
+    /// The first free object (null: none). Every object on the list is a free object of this page
+    /// at least two words long, holding the next in its first word and its cookie in its second.
+    free: *mut u8,
+    /// Neighbours on the class's list of pages with objects to give; the list holds the page
+    /// exactly while `linked` is set.
+    next: *mut Page,
+    prev: *mut Page,
+    /// The first object; object `i` is at `start + i * size`. Derived from the arena's base.
+    start: *mut u8,
+    /// Object size in bytes: the class's size.
+    size: NonZeroUsize,
+    /// Objects handed out now.
+    used: usize,
+    /// Objects `[0, bump)` have been handed out at least once; the others never were and are not
+    /// on `free`.
+    bump: usize,
+    /// Objects that fit before the header.
+    capacity: usize,
+    class: usize,
+    /// The page's blocks: `[first, first + blocks)`.
+    first: usize,
+    blocks: usize,
+    linked: bool,
+}
+
+/// Where a live allocation lives.
+#[derive(Clone, Copy)]
+pub(crate) enum Found {
+    /// An object of the page with this header.
+    Object(*mut Page),
+    /// The block run `[first, first + n)`.
+    Run { first: usize, n: usize },
+}
+
+/// The arena and the pages of a compact engine. Not thread-safe by itself: the engine keeps it
+/// behind its lock.
+pub(crate) struct Pages<const BLOCKS: usize> {
+    pub(crate) space: Space<BLOCKS>,
+    /// Per class, the first page with an object to give (null: none). Every page on a list is a
+    /// live page of that class, `linked`, and has a free object or one never handed out.
+    lists: [*mut Page; CLASSES],
+    /// Per class, pages alive; a class's first page is the smallest that will do.
+    alive: [u16; CLASSES],
+    /// The largest object served from a page.
+    max_small: usize,
+    /// Bytes a class's later pages aim at (see [`Config::page_target`]).
+    page_target: usize,
+    pub(crate) counters: HeapCounters,
+}
+
+impl<const BLOCKS: usize> Pages<BLOCKS> {
+    pub(crate) const fn new(config: &Config) -> Self {
+        config.validate();
+        let block = config.block_size;
+        // As the main heap: at most eight blocks, so that a block run wastes less than an eighth.
+        let mut max_small = config.small_limit;
+        if max_small > block << 3 {
+            max_small = block << 3;
+        }
+        if max_small > MAX_CLASS_SIZE {
+            max_small = MAX_CLASS_SIZE;
+        }
+        Pages {
+            space: Space::new(block.trailing_zeros(), config.arena_reserve),
+            lists: [ptr::null_mut(); CLASSES],
+            alive: [0; CLASSES],
+            max_small,
+            page_target: config.page_target,
+            counters: HeapCounters {
+                allocs: 0,
+                frees: 0,
+                bytes_in_use: 0,
+                peak_bytes: 0,
+                pages_made: 0,
+                pages_returned: 0,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn list(&mut self, class: usize) -> &mut *mut Page {
+        debug_assert!(class < CLASSES);
+        // SAFETY: every class comes from `class_for`, below `CLASSES`.
+        unsafe { self.lists.get_unchecked_mut(class) }
+    }
+
+    #[inline(always)]
+    fn counted(&mut self, ptr: *mut u8, usable: usize) -> *mut u8 {
+        let c = &mut self.counters;
+        c.allocs += 1;
+        c.bytes_in_use += usable;
+        c.peak_bytes = c.peak_bytes.max(c.bytes_in_use);
+        ptr
+    }
+
+    /// The common allocation, with nothing but loads and stores: an object of a size class from
+    /// the first page of its list. `None`, having changed nothing, when the request is not for a
+    /// page object or that page is missing or full; [`alloc`](Self::alloc) then does the rest.
+    /// Builds for size do without it.
+    #[cfg(not(opt_size))]
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&mut self, size: usize, align: usize) -> Option<*mut u8> {
+        let class = class_for(size, align, self.max_small, 1 << self.space.shift())?;
+        let listed = *self.list(class);
+        if listed.is_null() {
+            return None;
+        }
+        // SAFETY: pages on a list are live headers (the invariant on `lists`), and the engine's
+        // lock makes this the only reference.
+        let object = unsafe { Self::take(&mut *listed) }?;
+        // SAFETY: as above.
+        let size = unsafe { (*listed).size.get() };
+        Some(self.counted(object, size))
+    }
+
+    /// An object of `page`: the first free one, else the next never handed out.
+    #[inline(always)]
+    fn take(page: &mut Page) -> Option<*mut u8> {
+        let object = if !page.free.is_null() {
+            let object = page.free;
+            // SAFETY: a listed object is free and two words long (the invariant on `free`); its
+            // cookie is cleared now that it is handed out.
+            unsafe {
+                page.free = object.cast::<*mut u8>().read();
+                object.cast::<usize>().add(1).write(0);
+            }
+            object
+        } else if page.bump < page.capacity {
+            let object = page.start.wrapping_add(page.bump * page.size.get());
+            page.bump += 1;
+            // SAFETY: an object of the page never handed out, two words long; its memory may hold
+            // a cookie from an earlier page over the same blocks.
+            unsafe { object.cast::<usize>().add(1).write(0) };
+            object
+        } else {
+            return None;
+        };
+        page.used += 1;
+        Some(object)
+    }
+
+    /// `size` bytes (at least 1) aligned to `align` (a power of two), or null: any request, the
+    /// fast path's included.
+    #[inline(never)]
+    pub(crate) fn alloc<B: OsBackend>(
+        &mut self,
+        backend: &B,
+        size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        let shift = self.space.shift();
+        // A page starts on a block, so its objects are aligned to whatever of the block size
+        // divides their size.
+        if let Some(class) = class_for(size, align, self.max_small, 1 << shift) {
+            return self.alloc_small(backend, class);
+        }
+        let n = (size - 1) >> shift;
+        match self.space.claim(backend, n + 1, align, START) {
+            Some(first) => self.counted(self.space.at(first), (n + 1) << shift),
+            None => ptr::null_mut(),
+        }
+    }
+
+    fn alloc_small<B: OsBackend>(&mut self, backend: &B, class: usize) -> *mut u8 {
+        loop {
+            let listed = *self.list(class);
+            if listed.is_null() {
+                if !self.new_page(backend, class) {
+                    return ptr::null_mut();
+                }
+                continue;
+            }
+            // SAFETY: pages on a list are live headers (the invariant on `lists`), and this
+            // engine's lock makes this the only reference.
+            let page = unsafe { &mut *listed };
+            let size = page.size.get();
+            if let Some(object) = Self::take(page) {
+                return self.counted(object, size);
+            }
+            // Full: off the list until one of its objects is freed.
+            // SAFETY: listed, and `page` is not used again.
+            unsafe { self.unlink(listed) };
+        }
+    }
+
+    /// Makes a page for `class` and puts it on the class's list; `false` when the arena has no
+    /// room. Its size: four objects (two of a block or more) for a class's first page, so that a
+    /// class used once holds little; 32 objects up to `page_target` for the later ones.
+    #[inline(never)]
+    fn new_page<B: OsBackend>(&mut self, backend: &B, class: usize) -> bool {
+        let shift = self.space.shift();
+        let size = class_size(class);
+        let objects = if size >> shift == 0 { 4 } else { 2 };
+        let mut bytes = size * objects + HEADER;
+        if self.alive[class] != 0 {
+            bytes = bytes.max((size * 32 + HEADER).min(self.page_target));
+        }
+        let n = ((bytes - 1) >> shift) + 1;
+        let Some(first) = self.space.claim(backend, n, 1 << shift, PAGE) else {
+            return false;
+        };
+        let start = self.space.at(first);
+        let bytes = n << shift;
+        let header = start.wrapping_add(bytes - HEADER).cast::<Page>();
+        // SAFETY: the header's place is inside the blocks just claimed, which nobody else uses,
+        // and aligned (the page ends on a block, `HEADER` is a multiple of the header's
+        // alignment).
+        unsafe {
+            header.write(Page {
+                free: ptr::null_mut(),
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                start,
+                size: NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN),
+                used: 0,
+                bump: 0,
+                capacity: (bytes - HEADER) / size,
+                class,
+                first,
+                blocks: n,
+                linked: false,
+            });
+            self.link(header);
+        }
+        self.alive[class] += 1;
+        self.counters.pages_made += 1;
+        true
+    }
+
+    /// Puts `page` at the head of its class's list.
+    ///
+    /// # Safety
+    /// `page` is a live header, not on the list, and no reference to it is used afterwards (the
+    /// list keeps this pointer).
+    unsafe fn link(&mut self, page: *mut Page) {
+        // SAFETY: a live header (the caller's promise) and the lists' pages are live headers;
+        // only raw pointers are used, so the pointers the lists keep stay valid.
+        unsafe {
+            let head = self.list((*page).class);
+            let next = *head;
+            *head = page;
+            (*page).prev = ptr::null_mut();
+            (*page).next = next;
+            (*page).linked = true;
+            if !next.is_null() {
+                (*next).prev = page;
+            }
+        }
+    }
+
+    /// Takes `page` off its class's list.
+    ///
+    /// # Safety
+    /// `page` is a live header on the list, and no reference to it is used afterwards.
+    unsafe fn unlink(&mut self, page: *mut Page) {
+        // SAFETY: as for `link`: a listed page and its neighbours are live headers.
+        unsafe {
+            let (prev, next) = ((*page).prev, (*page).next);
+            if prev.is_null() {
+                *self.list((*page).class) = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            (*page).linked = false;
+        }
+    }
+
+    /// Where the allocation at `ptr` lives, or why `ptr` is not one. Inlined into the free,
+    /// except in builds for size.
+    #[cfg_attr(not(opt_size), inline(always))]
+    #[cfg_attr(opt_size, inline(never))]
+    pub(crate) fn locate(&self, ptr: *mut u8) -> Result<Found, FreeErrorKind> {
+        match self.space.spot(ptr.addr()) {
+            Spot::Page { end } => {
+                let header = self.space.at(end).wrapping_sub(HEADER).cast::<Page>();
+                // SAFETY: a page's blocks are tagged with its end, before which its live header
+                // is.
+                let page = unsafe { &*header };
+                let offset = ptr.addr().wrapping_sub(page.start.addr());
+                if offset % page.size != 0 || offset / page.size >= page.bump {
+                    return Err(FreeErrorKind::Misaligned);
+                }
+                // SAFETY: `ptr` starts an object of the page handed out at least once, two words
+                // long.
+                if unsafe { ptr.cast::<usize>().add(1).read() } == ptr.addr() ^ COOKIE {
+                    return Err(FreeErrorKind::DoubleFree);
+                }
+                Ok(Found::Object(header))
+            }
+            Spot::Run { first, end } => Ok(Found::Run {
+                first,
+                n: end - first,
+            }),
+            Spot::Free => Err(FreeErrorKind::DoubleFree),
+            Spot::Inside => Err(FreeErrorKind::Misaligned),
+            Spot::Outside => Err(FreeErrorKind::NotOurs),
+        }
+    }
+
+    /// [`locate`](Self::locate) out of line, for the paths that are not hot.
+    #[inline(never)]
+    pub(crate) fn locate_slow(&self, ptr: *mut u8) -> Result<Found, FreeErrorKind> {
+        self.locate(ptr)
+    }
+
+    /// Frees `ptr` if it is a live allocation; else says why not, having changed nothing.
+    ///
+    /// # Safety
+    /// If `ptr` is a live allocation, the caller gives it up.
+    #[inline(always)]
+    pub(crate) unsafe fn free(&mut self, ptr: *mut u8) -> Result<(), FreeErrorKind> {
+        let found = self.locate(ptr)?;
+        // SAFETY: just located; the caller gives the allocation up.
+        unsafe { self.free_at(ptr, found) };
+        Ok(())
+    }
+
+    /// Frees the allocation at `ptr`, which `locate` found at `found`.
+    ///
+    /// # Safety
+    /// `found` is what `locate` returned for `ptr` since the last change to the engine, and the
+    /// caller gives the allocation up.
+    #[cfg_attr(not(opt_size), inline(always))]
+    #[cfg_attr(opt_size, inline(never))]
+    pub(crate) unsafe fn free_at(&mut self, ptr: *mut u8, found: Found) {
+        let header = match found {
+            Found::Object(header) => header,
+            Found::Run { first, n } => return self.free_run(first, n),
+        };
+        self.counters.frees += 1;
+        // SAFETY: `locate` found the page's live header; the lock makes this the only reference.
+        let page = unsafe { &mut *header };
+        // SAFETY: `ptr` starts an object of the page handed out now, two words long, which the
+        // caller gives up.
+        unsafe {
+            ptr.cast::<*mut u8>().write(page.free);
+            ptr.cast::<usize>().add(1).write(ptr.addr() ^ COOKIE);
+        }
+        page.free = ptr;
+        page.used -= 1;
+        self.counters.bytes_in_use -= page.size.get();
+        if !page.linked || page.used == 0 {
+            // SAFETY: a live header, and `page` is not used again.
+            unsafe { self.settle(header) };
+        }
+    }
+
+    /// Frees the block run `[first, first + n)`.
+    #[inline(never)]
+    fn free_run(&mut self, first: usize, n: usize) {
+        self.counters.frees += 1;
+        self.counters.bytes_in_use -= n << self.space.shift();
+        self.space.release(first, n);
+    }
+
+    /// After a free from `page`: a page that was full goes back on its list, and one that
+    /// emptied goes back to the arena unless it is its class's only page with room.
+    ///
+    /// # Safety
+    /// `page` is a live header, and no reference to it is used afterwards.
+    #[inline(never)]
+    unsafe fn settle(&mut self, header: *mut Page) {
+        // SAFETY: the caller's promise; the lock makes this the only reference.
+        let page = unsafe { &mut *header };
+        if !page.linked {
+            // SAFETY: a live header off its list; `page` is not used again.
+            unsafe { self.link(header) };
+        } else if !(page.prev.is_null() && page.next.is_null()) {
+            let (class, first, n) = (page.class, page.first, page.blocks);
+            // SAFETY: listed; `page` is not used again.
+            unsafe { self.unlink(header) };
+            self.alive[class] -= 1;
+            self.counters.pages_returned += 1;
+            self.space.release(first, n);
+        }
+    }
+
+    /// Resizes the allocation at `ptr`, found at `found`, to `new_size` bytes aligned to `align`:
+    /// in place when its object or run can hold them and `ptr` is aligned so, else by moving it.
+    /// Null when there is no room (the allocation is left as it was).
+    ///
+    /// # Safety
+    /// As for [`free_at`](Self::free_at); the allocation holds at least `old_size` bytes the caller
+    /// wrote, and was made with `align`.
+    pub(crate) unsafe fn realloc_at<B: OsBackend>(
+        &mut self,
+        backend: &B,
+        ptr: *mut u8,
+        found: Found,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        let shift = self.space.shift();
+        let aligned = ptr.addr() & (align - 1) == 0;
+        let usable = match found {
+            Found::Run { first, n } => {
+                let wanted = ((new_size.max(1) - 1) >> shift) + 1;
+                if aligned && self.space.resize(backend, first, n, wanted) {
+                    let c = &mut self.counters;
+                    c.bytes_in_use = c.bytes_in_use - (n << shift) + (wanted << shift);
+                    c.peak_bytes = c.peak_bytes.max(c.bytes_in_use);
+                    return ptr;
+                }
+                n << shift
+            }
+            Found::Object(page) => {
+                // SAFETY: `locate` found the page's live header.
+                let size = unsafe { (*page).size.get() };
+                if aligned && new_size <= size {
+                    return ptr;
+                }
+                size
+            }
+        };
+        let moved = self.alloc(backend, new_size, align);
+        if !moved.is_null() {
+            // SAFETY: both are ours and distinct; the old one holds the bytes the caller wrote
+            // (at most its usable size), the new one at least `new_size`. The old one is still
+            // handed out, so its page or run is still where `found` says.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, moved, old_size.min(usable).min(new_size));
+                self.free_at(ptr, found);
+            }
+        }
+        moved
+    }
+}

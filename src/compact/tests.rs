@@ -1,0 +1,410 @@
+//! The compact engine over static buffers and the mock: contents kept and alignment honoured over
+//! random sequences, bad frees refused, running out and coming back, block runs resized in place,
+//! gaps left by another user of the backend, and the map.
+
+extern crate std;
+
+use super::*;
+use crate::backend::{Mock, Region};
+use crate::StaticBuffer;
+use std::string::String;
+use std::sync::Mutex;
+use std::vec::Vec;
+
+/// Random draws, and the largest size drawn as a share of the test's: few and small under Miri.
+const STEPS: u32 = if cfg!(miri) { 150 } else { 40_000 };
+const SIZE_SHARE: u64 = if cfg!(miri) { 20 } else { 1 };
+
+/// A small xorshift generator, so that the sequences are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A live allocation of the shadow model: where, its layout, and the byte it is filled with.
+struct Live {
+    ptr: *mut u8,
+    layout: Layout,
+    fill: u8,
+}
+
+impl Live {
+    fn check(&self) {
+        // SAFETY: the allocation is live and `layout.size()` bytes long, all written with `fill`.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) };
+        assert!(bytes.iter().all(|&b| b == self.fill), "contents changed");
+        assert_eq!(self.ptr.addr() % self.layout.align(), 0);
+    }
+
+    fn fill(&self) {
+        // SAFETY: the allocation is live and `layout.size()` bytes long.
+        unsafe { self.ptr.write_bytes(self.fill, self.layout.size()) };
+    }
+}
+
+/// Random allocations, frees and reallocs of sizes up to `max` against a shadow list, every
+/// allocation's bytes checked before it goes; then everything freed.
+fn shadow<B: OsBackend + Sync>(a: &Compact<B>, max: u64, seed: u64) {
+    let max = max / SIZE_SHARE;
+    let mut rng = Rng(seed);
+    let mut live: Vec<Live> = Vec::new();
+    for step in 0..STEPS {
+        let fill = step as u8;
+        let draw = if live.len() > 300 { 5 } else { rng.below(10) };
+        match draw {
+            0..=4 => {
+                let bound = [64, 1024, max][rng.below(3) as usize];
+                let size = 1 + rng.below(bound) as usize;
+                let layout = Layout::from_size_align(size, 1 << rng.below(13)).unwrap();
+                // SAFETY: a valid, non-zero layout.
+                let ptr = unsafe { a.alloc(layout) };
+                assert!(!ptr.is_null(), "{layout:?}");
+                let new = Live { ptr, layout, fill };
+                new.fill();
+                live.push(new);
+            }
+            5..=7 if !live.is_empty() => {
+                let old = live.swap_remove(rng.below(live.len() as u64) as usize);
+                old.check();
+                // SAFETY: live, with this layout.
+                unsafe { a.dealloc(old.ptr, old.layout) };
+            }
+            _ if !live.is_empty() => {
+                let index = rng.below(live.len() as u64) as usize;
+                let old = &live[index];
+                old.check();
+                let new_size = 1 + rng.below(max) as usize;
+                // SAFETY: live, with this layout; the new size is valid at its alignment.
+                let ptr = unsafe { a.realloc(old.ptr, old.layout, new_size) };
+                assert!(!ptr.is_null());
+                let kept = old.layout.size().min(new_size);
+                // SAFETY: the new allocation holds at least `kept` bytes of the old contents.
+                let bytes = unsafe { std::slice::from_raw_parts(ptr, kept) };
+                assert!(bytes.iter().all(|&b| b == old.fill));
+                let layout = Layout::from_size_align(new_size, old.layout.align()).unwrap();
+                live[index] = Live { ptr, layout, fill };
+                live[index].fill();
+            }
+            _ => {}
+        }
+    }
+    for old in live.drain(..) {
+        old.check();
+        // SAFETY: live, with this layout.
+        unsafe { a.dealloc(old.ptr, old.layout) };
+    }
+    let stats = a.stats();
+    assert_eq!(stats.bytes_in_use, 0);
+    assert_eq!(stats.allocations, stats.frees);
+    assert_eq!(stats.errors(), 0);
+    assert!(stats.pages_returned > 0 && stats.pages_returned <= stats.pages_made);
+}
+
+#[test]
+fn random_sequences_keep_every_allocation_intact_over_a_break() {
+    static A: Compact<
+        StaticBuffer<
+            {
+                if cfg!(miri) {
+                    4 << 20
+                } else {
+                    32 << 20
+                }
+            },
+        >,
+    > = Compact::new(StaticBuffer::new(), Config::WASM);
+    shadow(&A, 100_000, 0x2545_f491_4f6c_dd1d);
+    // The arena grew as the program asked, not to the buffer's size: twice the peak, and a page
+    // for every class in use.
+    let stats = A.stats();
+    assert!(
+        stats.reserved_bytes < 2 * stats.peak_bytes + (1 << 20),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn random_sequences_with_firmware_settings() {
+    static A: Compact<StaticBuffer<{ 4 << 20 }>> =
+        Compact::new(StaticBuffer::new(), Config::EMBEDDED);
+    shadow(&A, 5_000, 0x9e37_79b9_7f4a_7c15);
+}
+
+#[test]
+fn over_a_backend_that_does_not_grow_in_place_the_arena_is_one_region() {
+    let a: Compact<Mock> =
+        Compact::new(Mock::new(8 << 20), Config::HOST.with_arena_reserve(2 << 20));
+    let layout = Layout::from_size_align(64 << 10, 8).unwrap();
+    let mut held = Vec::new();
+    loop {
+        // SAFETY: valid layout.
+        let ptr = unsafe { a.alloc(layout) };
+        if ptr.is_null() {
+            break;
+        }
+        held.push(ptr);
+    }
+    // 2 MiB of 64 KiB runs, after the tag table's 64 KiB: the mock had room for more, but it is
+    // never asked twice.
+    assert_eq!(held.len(), 31);
+    assert_eq!(a.stats().reserved_bytes, 2 << 20);
+    assert_eq!(a.backend.calls().len(), 1);
+    for ptr in held {
+        // SAFETY: live, with this layout.
+        unsafe { a.dealloc(ptr, layout) };
+    }
+}
+
+/// Refused frees, as the hook saw them.
+static REFUSED: Mutex<Vec<FreeErrorKind>> = Mutex::new(Vec::new());
+
+fn record(error: &FreeError) {
+    REFUSED.lock().unwrap().push(error.kind);
+}
+
+#[test]
+fn bad_frees_are_refused_counted_and_reported() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let a = &A;
+    a.set_error_hook(Some(record));
+    let small = Layout::from_size_align(24, 8).unwrap();
+    let large = Layout::from_size_align(100_000, 8).unwrap();
+    // SAFETY: valid, non-zero layouts.
+    let (x, y, big) = unsafe { (a.alloc(small), a.alloc(small), a.alloc(large)) };
+    let mut outside = 0u64;
+    // SAFETY: every call below is a bad free the allocator must refuse without effect, or the
+    // one valid free of `x`.
+    unsafe {
+        a.dealloc(ptr::addr_of_mut!(outside).cast(), small);
+        a.dealloc(x.add(8), small);
+        a.dealloc(big.add(4096), large);
+        a.dealloc(x, small);
+        a.dealloc(x, small);
+    }
+    use FreeErrorKind::*;
+    assert_eq!(
+        *REFUSED.lock().unwrap(),
+        [NotOurs, Misaligned, Misaligned, DoubleFree]
+    );
+    let stats = a.stats();
+    assert_eq!(
+        (stats.not_ours, stats.misaligned, stats.double_frees),
+        (1, 2, 1)
+    );
+    // The refused frees changed nothing: `y` and `big` are still live, `x`'s slot is reused once.
+    // SAFETY: valid layout.
+    let again = unsafe { a.alloc(small) };
+    assert_eq!(again, x);
+    // SAFETY: valid layout.
+    let other = unsafe { a.alloc(small) };
+    assert!(other != x && other != y);
+    // SAFETY: a live allocation, then the same one again (refused).
+    unsafe {
+        a.dealloc(big, large);
+        a.dealloc(big, large);
+    }
+    assert_eq!(REFUSED.lock().unwrap().last(), Some(&DoubleFree));
+    assert_eq!(a.stats().errors(), 5);
+}
+
+#[test]
+fn running_out_returns_null_and_freeing_makes_room_again() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let a = &A;
+    let layout = Layout::from_size_align(200_000, 8).unwrap();
+    let mut held = Vec::new();
+    loop {
+        // SAFETY: valid layout.
+        let ptr = unsafe { a.alloc(layout) };
+        if ptr.is_null() {
+            break;
+        }
+        held.push(ptr);
+    }
+    // 1 MiB holds the tag table (64 KiB) and four runs of 49 blocks.
+    assert_eq!(held.len(), 4);
+    // SAFETY: a live allocation of this layout.
+    unsafe { a.dealloc(held.pop().unwrap(), layout) };
+    // SAFETY: valid layout.
+    let again = unsafe { a.alloc(layout) };
+    assert!(!again.is_null());
+    // A size past anything the arena could hold fails cleanly, and so does an alignment past it.
+    let huge = Layout::from_size_align(isize::MAX as usize - 4096, 8).unwrap();
+    // SAFETY: valid layouts.
+    unsafe {
+        assert!(a.alloc(huge).is_null());
+        let aligned = Layout::from_size_align(8, 1 << 30).unwrap();
+        assert!(a.alloc(aligned).is_null());
+    }
+    for ptr in held.into_iter().chain([again]) {
+        // SAFETY: live allocations of this layout.
+        unsafe { a.dealloc(ptr, layout) };
+    }
+}
+
+#[test]
+fn alignments_past_the_block_size_are_honoured() {
+    static A: Compact<StaticBuffer<{ 2 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    for (size, align) in [
+        (8, 8192),
+        (100, 64 << 10),
+        (40_000, 16 << 10),
+        (5, 256 << 10),
+    ] {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: valid layout; freed at once.
+        unsafe {
+            let ptr = A.alloc(layout);
+            assert!(!ptr.is_null() && ptr.addr() % align == 0, "{layout:?}");
+            A.dealloc(ptr, layout);
+        }
+    }
+    assert_eq!(A.stats().bytes_in_use, 0);
+}
+
+#[test]
+fn block_runs_shrink_and_grow_in_place() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    const BLOCK: usize = 4096;
+    let a = &A;
+    let at = |size| Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: valid layouts and live allocations throughout.
+    unsafe {
+        let run = a.alloc(at(10 * BLOCK));
+        assert_eq!(a.realloc(run, at(10 * BLOCK), 3 * BLOCK), run);
+        assert_eq!(a.realloc(run, at(3 * BLOCK), 12 * BLOCK), run);
+        assert_eq!(a.stats().bytes_in_use, 12 * BLOCK);
+        // A run after it keeps it from growing: then it moves.
+        let after = a.alloc(at(9 * BLOCK));
+        assert_eq!(after, run.add(12 * BLOCK));
+        let moved = a.realloc(run, at(12 * BLOCK), 20 * BLOCK);
+        assert!(!moved.is_null() && moved != run);
+        // Its old blocks are free again: a run of their size goes there.
+        let reused = a.alloc(at(12 * BLOCK));
+        assert_eq!(reused, run);
+        for (ptr, size) in [
+            (moved, 20 * BLOCK),
+            (after, 9 * BLOCK),
+            (reused, 12 * BLOCK),
+        ] {
+            a.dealloc(ptr, at(size));
+        }
+    }
+    assert_eq!(a.stats().bytes_in_use, 0);
+}
+
+/// A break pointer that someone else also uses: before every region it hands out, it takes
+/// 4 KiB for another user. Smaller under Miri, where every byte is checked slowly.
+struct Shared(
+    StaticBuffer<
+        {
+            if cfg!(miri) {
+                128 << 10
+            } else {
+                1 << 20
+            }
+        },
+    >,
+);
+
+// SAFETY: forwards to the static buffer; the bytes taken for the other user are never handed out.
+unsafe impl OsBackend for Shared {
+    fn page_size(&self) -> usize {
+        self.0.page_size()
+    }
+
+    fn alloc(&self, size: usize, align: usize, commit: bool) -> Option<Region> {
+        self.0.alloc(4096, 1, commit)?;
+        self.0.alloc(size, align, commit)
+    }
+
+    fn grows_in_place(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn memory_another_user_took_between_growths_is_never_handed_out() {
+    static A: Compact<Shared> = Compact::new(Shared(StaticBuffer::new()), Config::WASM);
+    let layout = Layout::from_size_align(3000, 8).unwrap();
+    let mut held = Vec::new();
+    // SAFETY: valid layout; the allocations are filled, checked and freed below.
+    unsafe {
+        while let Some(ptr) = ptr::NonNull::new(A.alloc(layout)) {
+            ptr.as_ptr().write_bytes(0xA5, layout.size());
+            held.push(ptr.as_ptr());
+        }
+        let mut map = String::new();
+        A.write_map(&mut map).unwrap();
+        // Pages, and the gaps between the growths, each held for good.
+        assert!(map.contains('p') && map.contains('x'), "{map}");
+        for ptr in held {
+            assert!(std::slice::from_raw_parts(ptr, layout.size())
+                .iter()
+                .all(|&b| b == 0xA5));
+            A.dealloc(ptr, layout);
+        }
+    }
+    let stats = A.stats();
+    assert_eq!((stats.bytes_in_use, stats.errors()), (0, 0));
+}
+
+#[test]
+fn the_map_shows_pages_runs_and_free_blocks() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let small = Layout::from_size_align(16, 8).unwrap();
+    let run = Layout::from_size_align(10 * 4096, 8).unwrap();
+    // SAFETY: valid layouts; freed below.
+    let (p, r) = unsafe { (A.alloc(small), A.alloc(run)) };
+    let mut map = String::new();
+    A.write_map(&mut map).unwrap();
+    assert_eq!(
+        map,
+        "compact arena: 27 blocks of 4096 bytes, at most 16384\n  \
+         xxxxxxxxxxxxxxxxpxxxxxxxxxx\n  held: 27 of 27 blocks\n"
+    );
+    // SAFETY: live allocations of these layouts.
+    unsafe {
+        A.dealloc(r, run);
+        A.dealloc(p, small);
+    }
+    map.clear();
+    A.write_map(&mut map).unwrap();
+    // The tag table's 16 blocks stay held.
+    assert!(map.contains("xxxxp..........\n"), "{map}");
+}
+
+#[test]
+fn as_an_allocator_collections_grow_in_place_and_alignment_changes_move() {
+    use allocator_api2::alloc::Allocator;
+    use allocator_api2::vec::Vec as ApiVec;
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let mut v = ApiVec::new_in(&A);
+    v.extend(0..20_000u32);
+    assert!(v.iter().copied().eq(0..20_000));
+    drop(v);
+    let (at8, at64k) = (
+        Layout::from_size_align(40_000, 8).unwrap(),
+        Layout::from_size_align(50_000, 64 << 10).unwrap(),
+    );
+    let a = &&A;
+    let p = a.allocate(at8).unwrap().cast::<u8>();
+    // SAFETY: `p` is live with the layouts given, in turn.
+    unsafe {
+        p.as_ptr().write_bytes(3, at8.size());
+        let q = a.grow(p, at8, at64k).unwrap().cast::<u8>();
+        assert_eq!(q.addr().get() % (64 << 10), 0);
+        assert_eq!(*q.as_ptr().add(39_999), 3);
+        let r = a
+            .shrink(q, at64k, Layout::from_size_align(0, 8).unwrap())
+            .unwrap();
+        assert_eq!(r.len(), 0);
+    }
+    assert_eq!(A.stats().bytes_in_use, 0);
+}
