@@ -11,6 +11,7 @@ pub mod bitmap;
 pub mod compact;
 mod config;
 mod error;
+mod front;
 mod global;
 mod heap;
 mod memid;

@@ -38,6 +38,7 @@ mod tests;
 
 use crate::backend::OsBackend;
 use crate::error::{ErrorHook, FreeError, FreeErrorKind};
+use crate::front::{empty, resize, Reallocate};
 use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use crate::{Config, Stats};
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -239,20 +240,21 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> GlobalAlloc
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded from the caller.
-        unsafe { self.resize(ptr, layout, new_size, layout.align()) }
+        unsafe { self.realloc_to(ptr, layout.size(), new_size, layout.align()) }
     }
 }
 
 impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
-    /// `realloc` to `new_size` bytes aligned to `align`.
+    /// `realloc` of the allocation at `ptr`, holding `old_size` bytes the caller wrote, to
+    /// `new_size` bytes aligned to `align`.
     ///
     /// # Safety
-    /// `ptr` is a live allocation of this allocator made with `layout`; `new_size` is not zero and
-    /// forms a valid layout with `align`.
-    unsafe fn resize(
+    /// `ptr` is a live allocation of this allocator of at least `old_size` bytes; `new_size` is
+    /// not zero and forms a valid layout with `align`.
+    unsafe fn realloc_to(
         &self,
         ptr: *mut u8,
-        layout: Layout,
+        old_size: usize,
         new_size: usize,
         align: usize,
     ) -> *mut u8 {
@@ -261,21 +263,14 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
             Ok(found) => unsafe {
                 state
                     .pages
-                    .realloc_at(backend, ptr, found, layout.size(), new_size, align)
+                    .realloc_at(backend, ptr, found, old_size, new_size, align)
             },
             Err(kind) => {
-                Self::refuse(state, kind, ptr, layout.size());
+                Self::refuse(state, kind, ptr, old_size);
                 ptr::null_mut()
             }
         })
     }
-}
-
-/// A zero-sized allocation: a dangling pointer aligned as asked, never passed to the engine.
-fn empty(layout: Layout) -> NonNull<[u8]> {
-    // SAFETY: a layout's alignment is a non-zero power of two, so it is a valid non-null address.
-    let dangling = unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
-    NonNull::slice_from_raw_parts(dangling, 0)
 }
 
 // SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never
@@ -307,7 +302,7 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Allocator
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
-        unsafe { self.change(ptr, old, new) }
+        unsafe { resize(self, *self, ptr, old, new) }
     }
 
     unsafe fn shrink(
@@ -317,34 +312,20 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Allocator
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
-        unsafe { self.change(ptr, old, new) }
+        unsafe { resize(self, *self, ptr, old, new) }
     }
 }
 
-impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
-    /// `grow` and `shrink` of `Allocator`: to and from size 0 through `allocate` and
-    /// `deallocate`, the rest in place where the engine can.
-    ///
-    /// # Safety
-    /// `ptr` is live with `old` (or dangling when `old.size()` is 0).
-    unsafe fn change(
+impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Reallocate for Compact<B, L, BLOCKS> {
+    unsafe fn reallocate(
         &self,
         ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() == 0 {
-            return Allocator::allocate(&self, new);
-        }
-        if new.size() == 0 {
-            // SAFETY: forwarded from the caller.
-            unsafe { Allocator::deallocate(&self, ptr, old) };
-            return Ok(empty(new));
-        }
-        // SAFETY: forwarded from the caller; `new` is a valid non-zero layout.
-        let moved = unsafe { self.resize(ptr.as_ptr(), old, new.size(), new.align()) };
-        let moved = NonNull::new(moved).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(moved, new.size()))
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller; `new_size` and `align` come from a valid layout.
+        NonNull::new(unsafe { self.realloc_to(ptr.as_ptr(), old_size, new_size, align) })
     }
 }
 

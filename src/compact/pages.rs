@@ -92,14 +92,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             alive: [0; CLASSES],
             max_small,
             page_target: config.page_target,
-            counters: HeapCounters {
-                allocs: 0,
-                frees: 0,
-                bytes_in_use: 0,
-                peak_bytes: 0,
-                pages_made: 0,
-                pages_returned: 0,
-            },
+            counters: HeapCounters::ZERO,
         }
     }
 

@@ -106,6 +106,13 @@ fn shadow<B: OsBackend + Sync>(a: &Compact<B>, max: u64, seed: u64) {
     assert!(stats.pages_returned > 0 && stats.pages_returned <= stats.pages_made);
 }
 
+/// Allocations of `layout` until the allocator has no room.
+fn until_null<B: OsBackend + Sync>(a: &Compact<B>, layout: Layout) -> Vec<*mut u8> {
+    // SAFETY: a valid, non-zero layout.
+    core::iter::from_fn(|| ptr::NonNull::new(unsafe { a.alloc(layout) }).map(|p| p.as_ptr()))
+        .collect()
+}
+
 #[test]
 fn random_sequences_keep_every_allocation_intact_over_a_break() {
     static A: Compact<
@@ -141,15 +148,7 @@ fn over_a_backend_that_does_not_grow_in_place_the_arena_is_one_region() {
     let a: Compact<Mock> =
         Compact::new(Mock::new(8 << 20), Config::HOST.with_arena_reserve(2 << 20));
     let layout = Layout::from_size_align(64 << 10, 8).unwrap();
-    let mut held = Vec::new();
-    loop {
-        // SAFETY: valid layout.
-        let ptr = unsafe { a.alloc(layout) };
-        if ptr.is_null() {
-            break;
-        }
-        held.push(ptr);
-    }
+    let held = until_null(&a, layout);
     // 2 MiB of 64 KiB runs, after the tag table's 64 KiB: the mock had room for more, but it is
     // never asked twice.
     assert_eq!(held.len(), 31);
@@ -218,15 +217,7 @@ fn running_out_returns_null_and_freeing_makes_room_again() {
     static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
     let a = &A;
     let layout = Layout::from_size_align(200_000, 8).unwrap();
-    let mut held = Vec::new();
-    loop {
-        // SAFETY: valid layout.
-        let ptr = unsafe { a.alloc(layout) };
-        if ptr.is_null() {
-            break;
-        }
-        held.push(ptr);
-    }
+    let mut held = until_null(a, layout);
     // 1 MiB holds the tag table (64 KiB) and four runs of 49 blocks.
     assert_eq!(held.len(), 4);
     // SAFETY: a live allocation of this layout.

@@ -103,7 +103,7 @@ impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
 }
 
 impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
-    super::api::Reallocate for ArenaHeap<'_, B, L, H, M, N>
+    crate::front::Reallocate for ArenaHeap<'_, B, L, H, M, N>
 {
     #[cfg_attr(not(small_code), inline(always))]
     #[cfg_attr(small_code, inline)]

@@ -613,8 +613,8 @@ impl<L> Choice<'_, L> {
     }
 }
 
-impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize> api::Reallocate
-    for Quarry<B, L, H, M, N>
+impl<B: OsBackend, L: RawLock, const H: usize, const M: usize, const N: usize>
+    crate::front::Reallocate for Quarry<B, L, H, M, N>
 {
     /// Resizes in the shared heaps.
     #[cfg_attr(not(small_code), inline(always))]

@@ -48,6 +48,18 @@ pub struct HeapCounters {
     pub pages_returned: u64,
 }
 
+impl HeapCounters {
+    /// Nothing done yet.
+    pub const ZERO: HeapCounters = HeapCounters {
+        allocs: 0,
+        frees: 0,
+        bytes_in_use: 0,
+        peak_bytes: 0,
+        pages_made: 0,
+        pages_returned: 0,
+    };
+}
+
 /// Where an allocation lives, found from its address without holding any heap.
 #[derive(Clone, Copy)]
 pub(crate) enum Located<'a> {
@@ -119,14 +131,7 @@ impl Heap {
             max_small: Self::max_small(config),
             page_target: config.page_target,
             block_size: config.block_size,
-            counters: HeapCounters {
-                allocs: 0,
-                frees: 0,
-                bytes_in_use: 0,
-                peak_bytes: 0,
-                pages_made: 0,
-                pages_returned: 0,
-            },
+            counters: HeapCounters::ZERO,
         }
     }
 
