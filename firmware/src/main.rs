@@ -7,6 +7,8 @@
 //! the allocator must show as many frees as allocations and no refused free. The stats and the
 //! arena map go to the host over semihosting, and so does the exit code: 0 when every check held,
 //! 1 on a failed check (a panic) or a fault.
+//!
+//! With the feature `compact`, the allocator is quarry-alloc's compact engine instead of `Quarry`.
 
 #![no_std]
 #![no_main]
@@ -28,12 +30,21 @@ use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hio, hprintln};
 use critical_section::Mutex;
 use quarry_alloc::sync::CriticalSectionLock;
-use quarry_alloc::{Config, Quarry, Sbrk, Stats};
+use quarry_alloc::{Config, Sbrk, Stats};
 
 /// The allocator: the heap between `.bss` and the stack that the board's `memory.x` names, one heap
 /// behind a critical section, so that interrupt handlers may allocate too.
+#[cfg(not(feature = "compact"))]
 #[global_allocator]
-static HEAP: Quarry<Sbrk, CriticalSectionLock, 1> = Quarry::new(Sbrk::linker(), Config::EMBEDDED);
+static HEAP: quarry_alloc::Quarry<Sbrk, CriticalSectionLock, 1> =
+    quarry_alloc::Quarry::new(Sbrk::linker(), Config::EMBEDDED);
+
+/// The compact engine over the same heap: 256-byte blocks (`Config::EMBEDDED`), at most 1024 of
+/// them (256 KiB, more than any of the boards' heaps), so a tag table of 4 KiB.
+#[cfg(feature = "compact")]
+#[global_allocator]
+static HEAP: quarry_alloc::Compact<Sbrk, CriticalSectionLock, 1024> =
+    quarry_alloc::Compact::new(Sbrk::linker(), Config::EMBEDDED);
 
 /// The board this image is built for (from build.rs).
 const BOARD: &str = env!("QUARRY_BOARD");
@@ -447,7 +458,7 @@ fn main() -> ! {
     );
 
     // The map shows the pages the heap keeps for reuse even with nothing allocated (one per size
-    // class it has used), until `trim` gives them back.
+    // class it has used), until `trim` gives them back (`Quarry`; the compact engine keeps them).
     hprintln!("arena map:");
     let Ok(mut out) = hio::hstdout() else {
         panic!("no semihosting stdout");
@@ -455,17 +466,20 @@ fn main() -> ! {
     if HEAP.write_map(&mut out).is_err() {
         panic!("could not write the arena map");
     }
-    HEAP.trim();
-    let trimmed = HEAP.stats();
-    hprintln!(
-        "after trim: pages made {} / returned {}",
-        trimmed.pages_made,
-        trimmed.pages_returned
-    );
-    assert_eq!(
-        trimmed.pages_made, trimmed.pages_returned,
-        "trim left pages in use"
-    );
+    #[cfg(not(feature = "compact"))]
+    {
+        HEAP.trim();
+        let trimmed = HEAP.stats();
+        hprintln!(
+            "after trim: pages made {} / returned {}",
+            trimmed.pages_made,
+            trimmed.pages_returned
+        );
+        assert_eq!(
+            trimmed.pages_made, trimmed.pages_returned,
+            "trim left pages in use"
+        );
+    }
 
     hprintln!("all checks passed");
     exit(debug::EXIT_SUCCESS)

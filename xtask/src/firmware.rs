@@ -19,6 +19,8 @@ pub struct Firmware {
     pub machine: &'static str,
     /// The header of its demo in `cargo xtask run`.
     pub demo: &'static str,
+    /// Cargo features of the firmware crate (`compact`: the compact engine instead of `Quarry`).
+    pub features: &'static str,
 }
 
 /// The firmware runs, one per board.
@@ -29,6 +31,7 @@ pub const RUNS: &[Firmware] = &[
         machine: "lm3s6965evb",
         demo: "firmware: quarry-alloc on a Cortex-M3 with 64 KiB of RAM (thumbv7m-none-eabi, \
                qemu lm3s6965evb), allocating in main and in the SysTick handler",
+        features: "",
     },
     Firmware {
         board: "mps2-an385",
@@ -36,6 +39,7 @@ pub const RUNS: &[Firmware] = &[
         machine: "mps2-an385",
         demo: "firmware: quarry-alloc on ARMv6-M, without compare-and-swap (thumbv6m-none-eabi, \
                qemu mps2-an385), allocating in main and in the SysTick handler",
+        features: "",
     },
     Firmware {
         board: "mps2-an386",
@@ -43,6 +47,15 @@ pub const RUNS: &[Firmware] = &[
         machine: "mps2-an386",
         demo: "firmware: quarry-alloc on a Cortex-M4F (thumbv7em-none-eabihf, qemu mps2-an386), \
                allocating in main and in the SysTick handler",
+        features: "",
+    },
+    Firmware {
+        board: "lm3s6965evb",
+        target: "thumbv7m-none-eabi",
+        machine: "lm3s6965evb",
+        demo: "firmware: the same program on the Cortex-M3 with quarry-alloc's compact engine \
+               (`Compact<Sbrk, CriticalSectionLock, 1024>`, feature `compact`)",
+        features: "compact",
     },
 ];
 
@@ -55,13 +68,28 @@ const FAILED: &str = "(exit status: 1)";
 impl Firmware {
     /// The step's name in `cargo xtask ci`.
     pub fn name(&self) -> String {
-        format!("firmware {} (qemu {})", self.target, self.machine)
+        let engine = if self.features.is_empty() {
+            String::new()
+        } else {
+            format!(", features {}", self.features)
+        };
+        format!("firmware {} (qemu {}{engine})", self.target, self.machine)
+    }
+
+    /// `--features …` when the run has any.
+    fn feature_args(&self) -> Vec<&'static str> {
+        if self.features.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--features", self.features]
+        }
     }
 
     /// Builds the firmware and runs it under qemu, with the output on the terminal.
     pub fn cmd(&self) -> Cmd {
         Cmd::cargo()
             .args(["run", "--release", "--target", self.target])
+            .args(self.feature_args())
             .dir("firmware")
     }
 
@@ -69,6 +97,7 @@ impl Firmware {
     pub fn run(&self) -> Result {
         Cmd::cargo()
             .args(["build", "--release", "--target", self.target])
+            .args(self.feature_args())
             .dir("firmware")
             .run()
             .map_err(|err| format!("building the firmware for {} failed: {err}", self.board))?;
