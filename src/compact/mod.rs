@@ -149,7 +149,7 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
             self.with(|state, _| {
                 for (c, (busy, page)) in text
                     .iter_mut()
-                    .zip(state.pages.space.states().skip(line).take(len))
+                    .zip(state.pages.space.states(line..line + len))
                 {
                     if busy {
                         held += 1;

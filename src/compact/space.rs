@@ -322,9 +322,13 @@ impl<const BLOCKS: usize> Space<BLOCKS> {
         true
     }
 
-    /// Every block of the arena, for the map: whether it is held, and whether by a page.
-    pub(crate) fn states(&self) -> impl Iterator<Item = (bool, bool)> + '_ {
-        (0..self.blocks).map(|block| {
+    /// Blocks `blocks` of the arena (those past its end left out), for the map: whether each is
+    /// held, and whether by a page.
+    pub(crate) fn states(
+        &self,
+        blocks: core::ops::Range<usize>,
+    ) -> impl Iterator<Item = (bool, bool)> + '_ {
+        (blocks.start..blocks.end.min(self.blocks)).map(|block| {
             let tag = self.tag(block);
             (tag != 0, tag & PAGE != 0)
         })
