@@ -1,7 +1,10 @@
-//! What the two front ends, `Quarry` and `Compact`, share to implement
-//! `allocator_api2::Allocator`: zero-sized allocations, and `grow` and `shrink` through the front
-//! end's own resize.
+//! What the front ends, `Quarry`, `Compact` and `Tiny`, share: for `allocator_api2::Allocator`,
+//! zero-sized allocations, and `grow` and `shrink` through the front end's own resize; for the two
+//! engines behind one lock, their refused frees and statistics.
 
+use crate::error::{ErrorHook, FreeError, FreeErrorKind};
+use crate::heap::HeapCounters;
+use crate::Stats;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -53,3 +56,135 @@ pub(crate) unsafe fn resize<A: Allocator, F: Reallocate>(
         unsafe { front.reallocate(ptr, old.size(), new.size(), new.align()) }.ok_or(AllocError)?;
     Ok(NonNull::slice_from_raw_parts(moved, new.size()))
 }
+
+/// The refused frees of a front end that keeps them under its own lock (`Compact`, `Tiny`), and
+/// the hook that hears of each.
+pub(crate) struct Refusals {
+    /// Refused frees, by `FreeErrorKind` as an index.
+    counts: [usize; 4],
+    hook: Option<ErrorHook>,
+}
+
+impl Refusals {
+    /// None yet, and no hook.
+    pub(crate) const NEW: Refusals = Refusals {
+        counts: [0; 4],
+        hook: None,
+    };
+
+    /// Counts a refused free of `size` bytes at `ptr` and passes it to the hook.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse(&mut self, kind: FreeErrorKind, ptr: *mut u8, size: usize) {
+        self.counts[kind as usize] += 1;
+        if let Some(hook) = self.hook {
+            hook(&FreeError {
+                kind,
+                addr: ptr.addr(),
+                size,
+            });
+        }
+    }
+
+    /// Sets the hook (`None`: none).
+    pub(crate) fn set_hook(&mut self, hook: Option<ErrorHook>) {
+        self.hook = hook;
+    }
+
+    /// The statistics `counters` and an arena of `arena_bytes` (all of them committed) make, with
+    /// these refusals.
+    pub(crate) fn stats(&self, counters: &HeapCounters, arena_bytes: usize) -> Stats {
+        Stats {
+            bytes_in_use: counters.bytes_in_use,
+            peak_bytes: counters.peak_bytes,
+            reserved_bytes: arena_bytes,
+            committed_bytes: arena_bytes,
+            purged_bytes: 0,
+            arenas: usize::from(arena_bytes != 0),
+            allocations: counters.allocs,
+            frees: counters.frees,
+            pages_made: counters.pages_made,
+            pages_returned: counters.pages_returned,
+            not_ours: self.counts[FreeErrorKind::NotOurs as usize],
+            double_frees: self.counts[FreeErrorKind::DoubleFree as usize],
+            misaligned: self.counts[FreeErrorKind::PastEnd as usize]
+                + self.counts[FreeErrorKind::Misaligned as usize],
+        }
+    }
+}
+
+/// `allocator_api2::Allocator` for `&$engine<B, L, N>`, `Reallocate` and `Debug` for an engine
+/// behind one lock (`Compact`, `Tiny`): allocation and free through its `GlobalAlloc`, resizing
+/// through its `realloc_to(ptr, old_size, new_size, align)`.
+macro_rules! locked_allocator {
+    ($engine:ident) => {
+        // SAFETY: as for the engine's `GlobalAlloc`; zero-sized requests get a dangling pointer
+        // and are never freed into the engine, and every allocation stays valid until
+        // deallocated, even if the reference is copied.
+        unsafe impl<B: OsBackend + Sync, L: RawLock, const N: usize> Allocator
+            for &$engine<B, L, N>
+        {
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                if layout.size() == 0 {
+                    return Ok($crate::front::empty(layout));
+                }
+                // SAFETY: a non-zero layout.
+                let ptr = NonNull::new(unsafe { self.alloc(layout) }).ok_or(AllocError)?;
+                Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+            }
+
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                if layout.size() != 0 {
+                    // SAFETY: the caller gives up the allocation (`deallocate`'s contract).
+                    unsafe { self.dealloc(ptr.as_ptr(), layout) };
+                }
+            }
+
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
+                unsafe { $crate::front::resize(self, *self, ptr, old, new) }
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
+                unsafe { $crate::front::resize(self, *self, ptr, old, new) }
+            }
+        }
+
+        impl<B: OsBackend, L: RawLock, const N: usize> $crate::front::Reallocate
+            for $engine<B, L, N>
+        {
+            unsafe fn reallocate(
+                &self,
+                ptr: NonNull<u8>,
+                old_size: usize,
+                new_size: usize,
+                align: usize,
+            ) -> Option<NonNull<u8>> {
+                // SAFETY: forwarded from the caller; `new_size` and `align` come from a valid
+                // layout.
+                NonNull::new(unsafe { self.realloc_to(ptr.as_ptr(), old_size, new_size, align) })
+            }
+        }
+
+        impl<B: OsBackend, L: RawLock, const N: usize> core::fmt::Debug for $engine<B, L, N> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($engine))
+                    .field("stats", &self.stats())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+pub(crate) use locked_allocator;

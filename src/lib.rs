@@ -17,6 +17,9 @@ mod heap;
 mod memid;
 mod meta;
 pub mod sync;
+#[cfg(test)]
+mod testkit;
+pub mod tiny;
 
 pub use arenas::{ArenaStats, Arenas, BlockState, ReserveError};
 #[cfg(all(unix, feature = "unix"))]
@@ -31,3 +34,4 @@ pub use global::{Quarry, Stats};
 pub use memid::{Allocation, ArenaId, MemId, MemKind};
 pub use meta::MetaArea;
 pub use sync::{NoLock, RawLock, SpinLock};
+pub use tiny::Tiny;

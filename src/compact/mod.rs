@@ -37,8 +37,8 @@ mod space;
 mod tests;
 
 use crate::backend::OsBackend;
-use crate::error::{ErrorHook, FreeError, FreeErrorKind};
-use crate::front::{empty, resize, Reallocate};
+use crate::error::ErrorHook;
+use crate::front::Refusals;
 use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use crate::{Config, Stats};
 use allocator_api2::alloc::{AllocError, Allocator};
@@ -54,9 +54,7 @@ pub const DEFAULT_BLOCKS: usize = 16 * 1024;
 /// What the engine holds besides its backend; reached only under the lock.
 struct State<const BLOCKS: usize> {
     pages: Pages<BLOCKS>,
-    hook: Option<ErrorHook>,
-    /// Refused frees by kind: not ours, freed already, not the start of an allocation.
-    refused: [usize; 3],
+    refusals: Refusals,
 }
 
 /// An allocator of the compact engine over backend `B`, behind lock `L`, with an arena of at most
@@ -81,8 +79,7 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
             backend,
             state: UnsafeCell::new(State {
                 pages: Pages::new(&config),
-                hook: None,
-                refused: [0; 3],
+                refusals: Refusals::NEW,
             }),
         }
     }
@@ -102,31 +99,16 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
     /// What the allocator holds and has done.
     pub fn stats(&self) -> Stats {
         self.with(|state, _| {
-            let c = &state.pages.counters;
             let space = &state.pages.space;
             let bytes = space.blocks() << space.shift();
-            Stats {
-                bytes_in_use: c.bytes_in_use,
-                peak_bytes: c.peak_bytes,
-                reserved_bytes: bytes,
-                committed_bytes: bytes,
-                purged_bytes: 0,
-                arenas: usize::from(bytes != 0),
-                allocations: c.allocs,
-                frees: c.frees,
-                pages_made: c.pages_made,
-                pages_returned: c.pages_returned,
-                not_ours: state.refused[0],
-                double_frees: state.refused[1],
-                misaligned: state.refused[2],
-            }
+            state.refusals.stats(&state.pages.counters, bytes)
         })
     }
 
     /// Sets the function called on every refused free (`None`: none). It runs inside the
     /// allocator, under its lock: it must not allocate.
     pub fn set_error_hook(&self, hook: Option<ErrorHook>) {
-        self.with(|state, _| state.hook = hook);
+        self.with(|state, _| state.refusals.set_hook(hook));
     }
 
     /// Writes the arena map: a header, then the blocks 64 to a line (`p` in a page, `x` in a block
@@ -164,25 +146,6 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
             out.write_char('\n')?;
         }
         writeln!(out, "  held: {held} of {blocks} blocks")
-    }
-
-    /// Counts a refused free and passes it to the hook.
-    #[cold]
-    #[inline(never)]
-    fn refuse(state: &mut State<BLOCKS>, kind: FreeErrorKind, ptr: *mut u8, size: usize) {
-        let index = match kind {
-            FreeErrorKind::NotOurs => 0,
-            FreeErrorKind::DoubleFree => 1,
-            _ => 2,
-        };
-        state.refused[index] += 1;
-        if let Some(hook) = state.hook {
-            hook(&FreeError {
-                kind,
-                addr: ptr.addr(),
-                size,
-            });
-        }
     }
 }
 
@@ -232,7 +195,7 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> GlobalAlloc
         self.with(|state, _| {
             // SAFETY: the caller gives the allocation up (`dealloc`'s contract).
             if let Err(kind) = unsafe { state.pages.free(ptr) } {
-                Self::refuse(state, kind, ptr, layout.size());
+                state.refusals.refuse(kind, ptr, layout.size());
             }
         });
     }
@@ -266,73 +229,11 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
                     .realloc_at(backend, ptr, found, old_size, new_size, align)
             },
             Err(kind) => {
-                Self::refuse(state, kind, ptr, old_size);
+                state.refusals.refuse(kind, ptr, old_size);
                 ptr::null_mut()
             }
         })
     }
 }
 
-// SAFETY: as for `GlobalAlloc` above; zero-sized requests get a dangling pointer and are never
-// freed into the engine, and every allocation stays valid until deallocated, even if the reference
-// is copied.
-unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Allocator
-    for &Compact<B, L, BLOCKS>
-{
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            return Ok(empty(layout));
-        }
-        // SAFETY: a non-zero layout.
-        let ptr = NonNull::new(unsafe { self.alloc(layout) }).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: the caller gives up the allocation (`deallocate`'s contract).
-            unsafe { self.dealloc(ptr.as_ptr(), layout) };
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `grow`'s contract: `ptr` is live with `old`, `new.size() >= old.size()`.
-        unsafe { resize(self, *self, ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: `shrink`'s contract: `ptr` is live with `old`, `new.size() <= old.size()`.
-        unsafe { resize(self, *self, ptr, old, new) }
-    }
-}
-
-impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Reallocate for Compact<B, L, BLOCKS> {
-    unsafe fn reallocate(
-        &self,
-        ptr: NonNull<u8>,
-        old_size: usize,
-        new_size: usize,
-        align: usize,
-    ) -> Option<NonNull<u8>> {
-        // SAFETY: forwarded from the caller; `new_size` and `align` come from a valid layout.
-        NonNull::new(unsafe { self.realloc_to(ptr.as_ptr(), old_size, new_size, align) })
-    }
-}
-
-impl<B: OsBackend, L: RawLock, const BLOCKS: usize> fmt::Debug for Compact<B, L, BLOCKS> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compact")
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
-}
+crate::front::locked_allocator!(Compact);

@@ -5,112 +5,17 @@
 extern crate std;
 
 use super::*;
-use crate::backend::{Mock, Region};
-use crate::StaticBuffer;
+use crate::backend::Mock;
+use crate::testkit::{record, recorded, shadow, until_null, Shared};
+use crate::{FreeErrorKind, StaticBuffer};
 use std::string::String;
-use std::sync::Mutex;
 use std::vec::Vec;
 
-/// Random draws, and the largest size drawn as a share of the test's: few and small under Miri.
-const STEPS: u32 = if cfg!(miri) { 150 } else { 40_000 };
-const SIZE_SHARE: u64 = if cfg!(miri) { 20 } else { 1 };
-
-/// A small xorshift generator, so that the sequences are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// A live allocation of the shadow model: where, its layout, and the byte it is filled with.
-struct Live {
-    ptr: *mut u8,
-    layout: Layout,
-    fill: u8,
-}
-
-impl Live {
-    fn check(&self) {
-        // SAFETY: the allocation is live and `layout.size()` bytes long, all written with `fill`.
-        let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) };
-        assert!(bytes.iter().all(|&b| b == self.fill), "contents changed");
-        assert_eq!(self.ptr.addr() % self.layout.align(), 0);
-    }
-
-    fn fill(&self) {
-        // SAFETY: the allocation is live and `layout.size()` bytes long.
-        unsafe { self.ptr.write_bytes(self.fill, self.layout.size()) };
-    }
-}
-
-/// Random allocations, frees and reallocs of sizes up to `max` against a shadow list, every
-/// allocation's bytes checked before it goes; then everything freed.
-fn shadow<B: OsBackend + Sync>(a: &Compact<B>, max: u64, seed: u64) {
-    let max = max / SIZE_SHARE;
-    let mut rng = Rng(seed);
-    let mut live: Vec<Live> = Vec::new();
-    for step in 0..STEPS {
-        let fill = step as u8;
-        let draw = if live.len() > 300 { 5 } else { rng.below(10) };
-        match draw {
-            0..=4 => {
-                let bound = [64, 1024, max][rng.below(3) as usize];
-                let size = 1 + rng.below(bound) as usize;
-                let layout = Layout::from_size_align(size, 1 << rng.below(13)).unwrap();
-                // SAFETY: a valid, non-zero layout.
-                let ptr = unsafe { a.alloc(layout) };
-                assert!(!ptr.is_null(), "{layout:?}");
-                let new = Live { ptr, layout, fill };
-                new.fill();
-                live.push(new);
-            }
-            5..=7 if !live.is_empty() => {
-                let old = live.swap_remove(rng.below(live.len() as u64) as usize);
-                old.check();
-                // SAFETY: live, with this layout.
-                unsafe { a.dealloc(old.ptr, old.layout) };
-            }
-            _ if !live.is_empty() => {
-                let index = rng.below(live.len() as u64) as usize;
-                let old = &live[index];
-                old.check();
-                let new_size = 1 + rng.below(max) as usize;
-                // SAFETY: live, with this layout; the new size is valid at its alignment.
-                let ptr = unsafe { a.realloc(old.ptr, old.layout, new_size) };
-                assert!(!ptr.is_null());
-                let kept = old.layout.size().min(new_size);
-                // SAFETY: the new allocation holds at least `kept` bytes of the old contents.
-                let bytes = unsafe { std::slice::from_raw_parts(ptr, kept) };
-                assert!(bytes.iter().all(|&b| b == old.fill));
-                let layout = Layout::from_size_align(new_size, old.layout.align()).unwrap();
-                live[index] = Live { ptr, layout, fill };
-                live[index].fill();
-            }
-            _ => {}
-        }
-    }
-    for old in live.drain(..) {
-        old.check();
-        // SAFETY: live, with this layout.
-        unsafe { a.dealloc(old.ptr, old.layout) };
-    }
+/// The shadow model over `a`, which must give back emptied pages.
+fn shadow_pages<B: OsBackend + Sync>(a: &Compact<B>, max: u64, seed: u64) {
+    shadow(a, || a.stats(), max, seed);
     let stats = a.stats();
-    assert_eq!(stats.bytes_in_use, 0);
-    assert_eq!(stats.allocations, stats.frees);
-    assert_eq!(stats.errors(), 0);
     assert!(stats.pages_returned > 0 && stats.pages_returned <= stats.pages_made);
-}
-
-/// Allocations of `layout` until the allocator has no room.
-fn until_null<B: OsBackend + Sync>(a: &Compact<B>, layout: Layout) -> Vec<*mut u8> {
-    // SAFETY: a valid, non-zero layout.
-    core::iter::from_fn(|| ptr::NonNull::new(unsafe { a.alloc(layout) }).map(|p| p.as_ptr()))
-        .collect()
 }
 
 #[test]
@@ -126,7 +31,7 @@ fn random_sequences_keep_every_allocation_intact_over_a_break() {
             },
         >,
     > = Compact::new(StaticBuffer::new(), Config::WASM);
-    shadow(&A, 100_000, 0x2545_f491_4f6c_dd1d);
+    shadow_pages(&A, 100_000, 0x2545_f491_4f6c_dd1d);
     // The arena grew as the program asked, not to the buffer's size: twice the peak, and a page
     // for every class in use.
     let stats = A.stats();
@@ -140,7 +45,7 @@ fn random_sequences_keep_every_allocation_intact_over_a_break() {
 fn random_sequences_with_firmware_settings() {
     static A: Compact<StaticBuffer<{ 4 << 20 }>> =
         Compact::new(StaticBuffer::new(), Config::EMBEDDED);
-    shadow(&A, 5_000, 0x9e37_79b9_7f4a_7c15);
+    shadow_pages(&A, 5_000, 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
@@ -158,13 +63,6 @@ fn over_a_backend_that_does_not_grow_in_place_the_arena_is_one_region() {
         // SAFETY: live, with this layout.
         unsafe { a.dealloc(ptr, layout) };
     }
-}
-
-/// Refused frees, as the hook saw them.
-static REFUSED: Mutex<Vec<FreeErrorKind>> = Mutex::new(Vec::new());
-
-fn record(error: &FreeError) {
-    REFUSED.lock().unwrap().push(error.kind);
 }
 
 #[test]
@@ -187,10 +85,7 @@ fn bad_frees_are_refused_counted_and_reported() {
         a.dealloc(x, small);
     }
     use FreeErrorKind::*;
-    assert_eq!(
-        *REFUSED.lock().unwrap(),
-        [NotOurs, Misaligned, Misaligned, DoubleFree]
-    );
+    assert_eq!(recorded(), [NotOurs, Misaligned, Misaligned, DoubleFree]);
     let stats = a.stats();
     assert_eq!(
         (stats.not_ours, stats.misaligned, stats.double_frees),
@@ -208,7 +103,7 @@ fn bad_frees_are_refused_counted_and_reported() {
         a.dealloc(big, large);
         a.dealloc(big, large);
     }
-    assert_eq!(REFUSED.lock().unwrap().last(), Some(&DoubleFree));
+    assert_eq!(recorded().last(), Some(&DoubleFree));
     assert_eq!(a.stats().errors(), 5);
 }
 
@@ -288,36 +183,6 @@ fn block_runs_shrink_and_grow_in_place() {
         }
     }
     assert_eq!(a.stats().bytes_in_use, 0);
-}
-
-/// A break pointer that someone else also uses: before every region it hands out, it takes
-/// 4 KiB for another user. Smaller under Miri, where every byte is checked slowly.
-struct Shared(
-    StaticBuffer<
-        {
-            if cfg!(miri) {
-                128 << 10
-            } else {
-                1 << 20
-            }
-        },
-    >,
-);
-
-// SAFETY: forwards to the static buffer; the bytes taken for the other user are never handed out.
-unsafe impl OsBackend for Shared {
-    fn page_size(&self) -> usize {
-        self.0.page_size()
-    }
-
-    fn alloc(&self, size: usize, align: usize, commit: bool) -> Option<Region> {
-        self.0.alloc(4096, 1, commit)?;
-        self.0.alloc(size, align, commit)
-    }
-
-    fn grows_in_place(&self) -> bool {
-        true
-    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub struct Firmware {
     pub machine: &'static str,
     /// The header of its demo in `cargo xtask run`.
     pub demo: &'static str,
-    /// Cargo features of the firmware crate (`compact`: the compact engine instead of `Quarry`).
+    /// Cargo features of the firmware crate (`compact`, `tiny`: that engine instead of `Quarry`).
     pub features: &'static str,
 }
 
@@ -56,6 +56,14 @@ pub const RUNS: &[Firmware] = &[
         demo: "firmware: the same program on the Cortex-M3 with quarry-alloc's compact engine \
                (`Compact<Sbrk, CriticalSectionLock, 1024>`, feature `compact`)",
         features: "compact",
+    },
+    Firmware {
+        board: "lm3s6965evb",
+        target: "thumbv7m-none-eabi",
+        machine: "lm3s6965evb",
+        demo: "firmware: the same program on the Cortex-M3 with quarry-alloc's tiny engine \
+               (`Tiny<Sbrk, CriticalSectionLock, 4096>`, feature `tiny`)",
+        features: "tiny",
     },
 ];
 

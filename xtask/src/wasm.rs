@@ -30,7 +30,14 @@ pub fn demo() -> Cmd {
 pub fn integration_tests() -> Cmd {
     Cmd::cargo()
         .args(["test", "--target", TARGET])
-        .args(["--test", "global", "--test", "compact_global"])
+        .args([
+            "--test",
+            "global",
+            "--test",
+            "compact_global",
+            "--test",
+            "tiny_global",
+        ])
         .args(["--test", "registry", "--test", "shadow"])
 }
 

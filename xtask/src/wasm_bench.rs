@@ -62,6 +62,11 @@ const SPEED_PROGRAMS: &[(&str, &str)] = &[
          one arena behind the default spin lock)",
     ),
     (
+        "quarry-tiny",
+        "`Tiny<WasmGrow, SpinLock, 4194304>` (`Tiny::new`: quarry-alloc's tiny engine, granules \
+         of 16 bytes in bitmaps, room for a 64 MiB arena, behind the default spin lock)",
+    ),
+    (
         "floor",
         "not an allocator: the least work per call (`bench-wasm/speed/src/bin/floor.rs`: a \
          last-in-first-out list per power of two, nothing checked or counted), so its ratios bound \
@@ -146,14 +151,24 @@ const SIZE_MODULES: &[(&str, &str)] = &[
         "quarry compact engine, minimal: `Compact<WasmGrow, NoLock>`, `Config::WASM` \
          (`new_single_threaded`)",
     ),
+    (
+        "quarry-tiny",
+        "quarry tiny engine, default: `Tiny<WasmGrow>` (spin lock)",
+    ),
+    (
+        "quarry-tiny-minimal",
+        "quarry tiny engine, minimal: `Tiny<WasmGrow, NoLock>` (`new_single_threaded`)",
+    ),
 ];
 
 /// Quarry's size targets, above the empty module: (feature, bytes).
-const SIZE_TARGETS: [(&str, u64); 4] = [
+const SIZE_TARGETS: [(&str, u64); 6] = [
     ("quarry", 4000),
     ("quarry-minimal", 2000),
     ("quarry-compact", 4000),
     ("quarry-compact-minimal", 2000),
+    ("quarry-tiny", 4000),
+    ("quarry-tiny-minimal", 2000),
 ];
 
 /// How many of quarry's largest functions the report lists.

@@ -18,6 +18,8 @@
     feature = "quarry-minimal",
     feature = "quarry-compact",
     feature = "quarry-compact-minimal",
+    feature = "quarry-tiny",
+    feature = "quarry-tiny-minimal",
     feature = "talc",
     feature = "rlsf",
     feature = "dlmalloc",
@@ -83,6 +85,19 @@ pub(crate) static ALLOCATOR: quarry_alloc::Compact<quarry_alloc::WasmGrow, quarr
             quarry_alloc::Config::WASM,
         )
     };
+
+#[cfg(feature = "quarry-tiny")]
+#[global_allocator]
+/// quarry-alloc's tiny engine behind its spin lock.
+pub(crate) static ALLOCATOR: quarry_alloc::Tiny<quarry_alloc::WasmGrow> =
+    quarry_alloc::Tiny::new(quarry_alloc::WasmGrow::new());
+
+#[cfg(feature = "quarry-tiny-minimal")]
+#[global_allocator]
+/// quarry-alloc's tiny engine without a lock.
+pub(crate) static ALLOCATOR: quarry_alloc::Tiny<quarry_alloc::WasmGrow, quarry_alloc::NoLock> =
+    // SAFETY: a wasm32-unknown-unknown module without threads never calls in twice at once.
+    unsafe { quarry_alloc::Tiny::new_single_threaded(quarry_alloc::WasmGrow::new()) };
 
 #[cfg(feature = "null")]
 /// No allocator behind the exports.
