@@ -1,12 +1,14 @@
 //! What the front ends, `Quarry`, `Compact` and `Tiny`, share: for `allocator_api2::Allocator`,
 //! zero-sized allocations, and `grow` and `shrink` through the front end's own resize; for the two
-//! engines behind one lock, their refused frees and statistics.
+//! engines behind one lock, the lock around their state, their refused frees and statistics.
 
 use crate::error::{ErrorHook, FreeError, FreeErrorKind};
 use crate::heap::HeapCounters;
+use crate::sync::RawLock;
 use crate::Stats;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::Layout;
+use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
 /// A zero-sized allocation: a dangling pointer aligned as asked, never passed to an engine.
@@ -188,3 +190,36 @@ macro_rules! locked_allocator {
 }
 
 pub(crate) use locked_allocator;
+
+/// The state of an engine that keeps all of it behind one lock (`Compact`, `Tiny`). Not `Sync` by
+/// itself: the engine that holds it says when it may be shared.
+pub(crate) struct Locked<L, S> {
+    /// Held around every use of `state`.
+    lock: L,
+    /// Used only while `lock` is held (or, with `NoLock`, by the one caller at a time that the
+    /// engine's `new_single_threaded` contract allows).
+    state: UnsafeCell<S>,
+}
+
+impl<L: RawLock, S> Locked<L, S> {
+    /// `state` behind a lock of its own.
+    pub(crate) const fn new(state: S) -> Self {
+        Locked {
+            lock: L::NEW,
+            state: UnsafeCell::new(state),
+        }
+    }
+
+    /// Runs `f` on the state under the lock. `f` must not call back into the engine (it would
+    /// wait for the lock it holds, or break the one-caller contract of `NoLock`).
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock is held, so this is the only reference to the state until `f`
+        // returns (the invariant on `state`), and `f` does not call back into the engine.
+        let result = f(unsafe { &mut *self.state.get() });
+        // SAFETY: taken above.
+        unsafe { self.lock.unlock() };
+        result
+    }
+}

@@ -7,6 +7,7 @@ extern crate std;
 use crate::backend::{OsBackend, Region};
 use crate::error::{FreeError, FreeErrorKind};
 use crate::{StaticBuffer, Stats};
+use allocator_api2::alloc::Allocator;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use std::sync::Mutex;
@@ -166,5 +167,80 @@ unsafe impl OsBackend for Shared {
 
     fn grows_in_place(&self) -> bool {
         true
+    }
+}
+
+/// Sizes and alignments past a 4 KiB block: a small object aligned to two blocks, to 64 KiB and to
+/// 256 KiB, and a 40 KB one aligned to four blocks.
+pub(crate) const LARGE_ALIGNMENTS: [(usize, usize); 4] = [
+    (8, 8192),
+    (100, 64 << 10),
+    (40_000, 16 << 10),
+    (5, 256 << 10),
+];
+
+/// Allocations of each `(size, align)` of `cases` from `a`, each checked for its alignment and
+/// freed at once.
+pub(crate) fn aligned<A: GlobalAlloc>(a: &A, cases: &[(usize, usize)]) {
+    for &(size, align) in cases {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: valid layout; freed at once.
+        unsafe {
+            let ptr = a.alloc(layout);
+            assert!(!ptr.is_null() && ptr.addr() % align == 0, "{layout:?}");
+            a.dealloc(ptr, layout);
+        }
+    }
+}
+
+/// `allocator_api2::Allocator` over `a`: a vector of `n` numbers grows and keeps them; a 40 KB
+/// allocation grown to a 64 KiB alignment moves there with its bytes; shrunk to size 0, it is
+/// given back.
+pub(crate) fn as_an_allocator<A: Sync>(a: &'static A, n: u32)
+where
+    &'static A: Allocator,
+{
+    let mut v = allocator_api2::vec::Vec::new_in(a);
+    v.extend(0..n);
+    assert!(v.iter().copied().eq(0..n));
+    drop(v);
+    let (at8, at64k) = (
+        Layout::from_size_align(40_000, 8).unwrap(),
+        Layout::from_size_align(50_000, 64 << 10).unwrap(),
+    );
+    let p = a.allocate(at8).unwrap().cast::<u8>();
+    // SAFETY: `p` is live with the layouts given, in turn.
+    unsafe {
+        p.as_ptr().write_bytes(3, at8.size());
+        let q = a.grow(p, at8, at64k).unwrap().cast::<u8>();
+        assert_eq!(q.addr().get() % (64 << 10), 0);
+        assert_eq!(*q.as_ptr().add(39_999), 3);
+        let r = a
+            .shrink(q, at64k, Layout::from_size_align(0, 8).unwrap())
+            .unwrap();
+        assert_eq!(r.len(), 0);
+    }
+}
+
+/// Allocations of `layout` from `a` until it has no room, each filled with `0xA5`.
+pub(crate) fn filled_until_null<A: GlobalAlloc>(a: &A, layout: Layout) -> Vec<*mut u8> {
+    let held = until_null(a, layout);
+    for &ptr in &held {
+        // SAFETY: a live allocation of `layout.size()` bytes.
+        unsafe { ptr.write_bytes(0xA5, layout.size()) };
+    }
+    held
+}
+
+/// Checks that each of `held` (from [`filled_until_null`]) still holds its `0xA5`s, and frees it.
+pub(crate) fn checked_and_freed<A: GlobalAlloc>(a: &A, held: Vec<*mut u8>, layout: Layout) {
+    for ptr in held {
+        // SAFETY: a live allocation of `layout`, filled by `filled_until_null`; freed once.
+        unsafe {
+            assert!(std::slice::from_raw_parts(ptr, layout.size())
+                .iter()
+                .all(|&b| b == 0xA5));
+            a.dealloc(ptr, layout);
+        }
     }
 }

@@ -38,12 +38,11 @@ mod tests;
 
 use crate::backend::OsBackend;
 use crate::error::ErrorHook;
-use crate::front::Refusals;
+use crate::front::{Locked, Refusals};
 use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use crate::{Config, Stats};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr::{self, NonNull};
 use pages::Pages;
@@ -60,40 +59,30 @@ struct State<const BLOCKS: usize> {
 /// An allocator of the compact engine over backend `B`, behind lock `L`, with an arena of at most
 /// `BLOCKS` blocks. See the [module docs](self).
 pub struct Compact<B: OsBackend, L: RawLock = SpinLock, const BLOCKS: usize = DEFAULT_BLOCKS> {
-    /// Held around every use of `state`.
-    lock: L,
+    /// The engine's state behind its lock.
+    locked: Locked<L, State<BLOCKS>>,
     backend: B,
-    /// Used only while `lock` is held (or, with [`NoLock`], by the one caller the constructor's
-    /// contract allows at a time).
-    state: UnsafeCell<State<BLOCKS>>,
 }
 
-// SAFETY: `state` is reached only under `lock` (the invariant on it), and `B: Sync` lets every
-// thread use the backend.
+// SAFETY: the state is reached only under its lock (the invariant on `Locked`), and `B: Sync` lets
+// every thread use the backend.
 unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> Sync for Compact<B, L, BLOCKS> {}
 
 impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
     const fn build(backend: B, config: Config) -> Self {
         Compact {
-            lock: L::NEW,
-            backend,
-            state: UnsafeCell::new(State {
+            locked: Locked::new(State {
                 pages: Pages::new(&config),
                 refusals: Refusals::NEW,
             }),
+            backend,
         }
     }
 
     /// Runs `f` on the state under the lock.
     #[inline(always)]
     fn with<R>(&self, f: impl FnOnce(&mut State<BLOCKS>, &B) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock is held, so this is the only reference to the state until `f`
-        // returns (the invariant on `state`); `f` does not call back into the allocator.
-        let result = f(unsafe { &mut *self.state.get() }, &self.backend);
-        // SAFETY: taken above.
-        unsafe { self.lock.unlock() };
-        result
+        self.locked.with(|state| f(state, &self.backend))
     }
 
     /// What the allocator holds and has done.

@@ -6,10 +6,12 @@ extern crate std;
 
 use super::*;
 use crate::backend::Mock;
-use crate::testkit::{record, recorded, shadow, until_null, Shared};
+use crate::testkit::{
+    aligned, as_an_allocator, checked_and_freed, filled_until_null, record, recorded, shadow,
+    until_null, Shared, LARGE_ALIGNMENTS,
+};
 use crate::{FreeErrorKind, StaticBuffer};
 use std::string::String;
-use std::vec::Vec;
 
 /// The shadow model over `a`, which must give back emptied pages.
 fn shadow_pages<B: OsBackend + Sync>(a: &Compact<B>, max: u64, seed: u64) {
@@ -137,20 +139,7 @@ fn running_out_returns_null_and_freeing_makes_room_again() {
 #[test]
 fn alignments_past_the_block_size_are_honoured() {
     static A: Compact<StaticBuffer<{ 2 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
-    for (size, align) in [
-        (8, 8192),
-        (100, 64 << 10),
-        (40_000, 16 << 10),
-        (5, 256 << 10),
-    ] {
-        let layout = Layout::from_size_align(size, align).unwrap();
-        // SAFETY: valid layout; freed at once.
-        unsafe {
-            let ptr = A.alloc(layout);
-            assert!(!ptr.is_null() && ptr.addr() % align == 0, "{layout:?}");
-            A.dealloc(ptr, layout);
-        }
-    }
+    aligned(&A, &LARGE_ALIGNMENTS);
     assert_eq!(A.stats().bytes_in_use, 0);
 }
 
@@ -189,24 +178,12 @@ fn block_runs_shrink_and_grow_in_place() {
 fn memory_another_user_took_between_growths_is_never_handed_out() {
     static A: Compact<Shared> = Compact::new(Shared(StaticBuffer::new()), Config::WASM);
     let layout = Layout::from_size_align(3000, 8).unwrap();
-    let mut held = Vec::new();
-    // SAFETY: valid layout; the allocations are filled, checked and freed below.
-    unsafe {
-        while let Some(ptr) = ptr::NonNull::new(A.alloc(layout)) {
-            ptr.as_ptr().write_bytes(0xA5, layout.size());
-            held.push(ptr.as_ptr());
-        }
-        let mut map = String::new();
-        A.write_map(&mut map).unwrap();
-        // Pages, and the gaps between the growths, each held for good.
-        assert!(map.contains('p') && map.contains('x'), "{map}");
-        for ptr in held {
-            assert!(std::slice::from_raw_parts(ptr, layout.size())
-                .iter()
-                .all(|&b| b == 0xA5));
-            A.dealloc(ptr, layout);
-        }
-    }
+    let held = filled_until_null(&A, layout);
+    let mut map = String::new();
+    A.write_map(&mut map).unwrap();
+    // Pages, and the gaps between the growths, each held for good.
+    assert!(map.contains('p') && map.contains('x'), "{map}");
+    checked_and_freed(&A, held, layout);
     let stats = A.stats();
     assert_eq!((stats.bytes_in_use, stats.errors()), (0, 0));
 }
@@ -238,29 +215,7 @@ fn the_map_shows_pages_runs_and_free_blocks() {
 
 #[test]
 fn as_an_allocator_collections_grow_in_place_and_alignment_changes_move() {
-    use allocator_api2::alloc::Allocator;
-    use allocator_api2::vec::Vec as ApiVec;
     static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
-    let mut v = ApiVec::new_in(&A);
-    v.extend(0..20_000u32);
-    assert!(v.iter().copied().eq(0..20_000));
-    drop(v);
-    let (at8, at64k) = (
-        Layout::from_size_align(40_000, 8).unwrap(),
-        Layout::from_size_align(50_000, 64 << 10).unwrap(),
-    );
-    let a = &&A;
-    let p = a.allocate(at8).unwrap().cast::<u8>();
-    // SAFETY: `p` is live with the layouts given, in turn.
-    unsafe {
-        p.as_ptr().write_bytes(3, at8.size());
-        let q = a.grow(p, at8, at64k).unwrap().cast::<u8>();
-        assert_eq!(q.addr().get() % (64 << 10), 0);
-        assert_eq!(*q.as_ptr().add(39_999), 3);
-        let r = a
-            .shrink(q, at64k, Layout::from_size_align(0, 8).unwrap())
-            .unwrap();
-        assert_eq!(r.len(), 0);
-    }
+    as_an_allocator(&A, 20_000);
     assert_eq!(A.stats().bytes_in_use, 0);
 }

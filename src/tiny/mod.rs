@@ -43,13 +43,12 @@ mod tests;
 
 use crate::backend::OsBackend;
 use crate::error::ErrorHook;
-use crate::front::Refusals;
+use crate::front::{Locked, Refusals};
 use crate::heap::HeapCounters;
 use crate::sync::{NoLock, RawLock, SpinLock, ThreadSafe};
 use crate::Stats;
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr::{self, NonNull};
 use granules::{Granules, GRANULE};
@@ -106,41 +105,31 @@ fn granules_for(size: usize) -> usize {
 /// An allocator of the tiny engine over backend `B`, behind lock `L`, with an arena of at most
 /// `GRANULES` granules of 16 bytes. See the [module docs](self).
 pub struct Tiny<B: OsBackend, L: RawLock = SpinLock, const GRANULES: usize = DEFAULT_GRANULES> {
-    /// Held around every use of `state`.
-    lock: L,
+    /// The engine's state behind its lock.
+    locked: Locked<L, State<GRANULES>>,
     backend: B,
-    /// Used only while `lock` is held (or, with [`NoLock`], by the one caller the constructor's
-    /// contract allows at a time).
-    state: UnsafeCell<State<GRANULES>>,
 }
 
-// SAFETY: `state` is reached only under `lock` (the invariant on it), and `B: Sync` lets every
-// thread use the backend.
+// SAFETY: the state is reached only under its lock (the invariant on `Locked`), and `B: Sync` lets
+// every thread use the backend.
 unsafe impl<B: OsBackend + Sync, L: RawLock, const GRANULES: usize> Sync for Tiny<B, L, GRANULES> {}
 
 impl<B: OsBackend, L: RawLock, const GRANULES: usize> Tiny<B, L, GRANULES> {
     const fn build(backend: B) -> Self {
         Tiny {
-            lock: L::NEW,
-            backend,
-            state: UnsafeCell::new(State {
+            locked: Locked::new(State {
                 space: Granules::new(),
                 counters: HeapCounters::ZERO,
                 refusals: Refusals::NEW,
             }),
+            backend,
         }
     }
 
     /// Runs `f` on the state under the lock.
     #[inline(always)]
     fn with<R>(&self, f: impl FnOnce(&mut State<GRANULES>, &B) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock is held, so this is the only reference to the state until `f`
-        // returns (the invariant on `state`); `f` does not call back into the allocator.
-        let result = f(unsafe { &mut *self.state.get() }, &self.backend);
-        // SAFETY: taken above.
-        unsafe { self.lock.unlock() };
-        result
+        self.locked.with(|state| f(state, &self.backend))
     }
 
     /// What the allocator holds and has done. Usable sizes are whole granules; there are no

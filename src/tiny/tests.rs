@@ -6,7 +6,10 @@ extern crate std;
 
 use super::*;
 use crate::backend::Mock;
-use crate::testkit::{record, recorded, shadow, until_null, Shared};
+use crate::testkit::{
+    aligned, as_an_allocator, checked_and_freed, filled_until_null, record, recorded, shadow,
+    until_null, Shared, LARGE_ALIGNMENTS,
+};
 use crate::{FreeErrorKind, StaticBuffer};
 use std::string::String;
 use std::vec::Vec;
@@ -135,21 +138,8 @@ fn running_out_returns_null_and_freeing_makes_room_again() {
 #[test]
 fn alignments_past_the_granule_are_honoured() {
     static A: Tiny<StaticBuffer<{ 2 << 20 }>> = Tiny::new(StaticBuffer::new());
-    for (size, align) in [
-        (8, 32),
-        (8, 8192),
-        (100, 64 << 10),
-        (40_000, 16 << 10),
-        (5, 256 << 10),
-    ] {
-        let layout = Layout::from_size_align(size, align).unwrap();
-        // SAFETY: valid layout; freed at once.
-        unsafe {
-            let ptr = A.alloc(layout);
-            assert!(!ptr.is_null() && ptr.addr() % align == 0, "{layout:?}");
-            A.dealloc(ptr, layout);
-        }
-    }
+    aligned(&A, &[(8, 32), (24, 64)]);
+    aligned(&A, &LARGE_ALIGNMENTS);
     assert_eq!(A.stats().bytes_in_use, 0);
 }
 
@@ -214,26 +204,17 @@ fn memory_another_user_took_between_growths_is_never_handed_out() {
     A.set_error_hook(Some(record));
     // Smaller under Miri, where every byte is checked slowly.
     let layout = at(if cfg!(miri) { 300 } else { 3000 });
-    let mut held = Vec::new();
-    // SAFETY: valid layout; the allocations are filled, checked and freed below.
-    unsafe {
-        while let Some(ptr) = ptr::NonNull::new(A.alloc(layout)) {
-            ptr.as_ptr().write_bytes(0xA5, layout.size());
-            held.push(ptr.as_ptr());
-        }
-        // The other user's 4 KiB before the second growth: held for good, never ours to free.
-        let gap = held[0].add(layout.size().next_multiple_of(GRANULE));
-        A.dealloc(gap, layout);
-        assert_eq!(recorded(), [FreeErrorKind::NotOurs]);
-        let mut map = String::new();
-        A.write_map(&mut map).unwrap();
-        for ptr in held {
-            assert!(std::slice::from_raw_parts(ptr, layout.size())
-                .iter()
-                .all(|&b| b == 0xA5));
-            A.dealloc(ptr, layout);
-        }
-    }
+    let held = filled_until_null(&A, layout);
+    // The other user's 4 KiB before the second growth: held for good, never ours to free.
+    let gap = held[0].wrapping_add(layout.size().next_multiple_of(GRANULE));
+    // SAFETY: a bad free, which the allocator refuses without effect.
+    unsafe { A.dealloc(gap, layout) };
+    assert_eq!(recorded(), [FreeErrorKind::NotOurs]);
+    let mut map = String::new();
+    A.write_map(&mut map).unwrap();
+    // The bitmaps and the gaps, taken; the runs, taken.
+    assert!(map.contains('x'), "{map}");
+    checked_and_freed(&A, held, layout);
     let stats = A.stats();
     assert_eq!((stats.bytes_in_use, stats.errors()), (0, 1));
 }
@@ -271,33 +252,11 @@ fn the_map_shows_taken_and_free_granules() {
 
 #[test]
 fn as_an_allocator_collections_grow_in_place_and_alignment_changes_move() {
-    use allocator_api2::alloc::Allocator;
-    use allocator_api2::vec::Vec as ApiVec;
     static A: Tiny<StaticBuffer<{ 1 << 20 }>> = Tiny::new(StaticBuffer::new());
     // Fewer under Miri, where every byte is checked slowly.
-    let n = if cfg!(miri) { 2_000 } else { 20_000 };
-    let mut v = ApiVec::new_in(&A);
-    v.extend(0..n);
-    assert!(v.iter().copied().eq(0..n));
-    // Growing at the arena's end never moved it: one allocation in all.
-    assert_eq!(A.stats().allocations, 1);
-    drop(v);
-    let (at8, at64k) = (
-        at(40_000),
-        Layout::from_size_align(50_000, 64 << 10).unwrap(),
-    );
-    let a = &&A;
-    let p = a.allocate(at8).unwrap().cast::<u8>();
-    // SAFETY: `p` is live with the layouts given, in turn.
-    unsafe {
-        p.as_ptr().write_bytes(3, at8.size());
-        let q = a.grow(p, at8, at64k).unwrap().cast::<u8>();
-        assert_eq!(q.addr().get() % (64 << 10), 0);
-        assert_eq!(*q.as_ptr().add(39_999), 3);
-        let r = a
-            .shrink(q, at64k, Layout::from_size_align(0, 8).unwrap())
-            .unwrap();
-        assert_eq!(r.len(), 0);
-    }
-    assert_eq!(A.stats().bytes_in_use, 0);
+    as_an_allocator(&A, if cfg!(miri) { 2_000 } else { 20_000 });
+    let stats = A.stats();
+    // The vector grew at the arena's end and never moved: one allocation for it, one for the
+    // 40 KB block and one where it moved to its new alignment.
+    assert_eq!((stats.allocations, stats.bytes_in_use), (3, 0));
 }
