@@ -160,9 +160,9 @@ impl<const GRANULES: usize> Granules<GRANULES> {
         self.granules
     }
 
-    /// Claims the lowest run of `n` free granules (at least 1) whose first byte is a multiple of
-    /// `align` (a power of two), growing the arena over `backend` when there is none. Returns its
-    /// first granule.
+    /// Claims a run of `n` free granules (at least 1) whose first byte is a multiple of `align`
+    /// (a power of two): the first found from where the last claim ended, round the arena once,
+    /// and at its end, grown over `backend`, when none is free. Returns its first granule.
     pub(crate) fn claim<B: OsBackend>(
         &mut self,
         backend: &B,
@@ -278,11 +278,11 @@ impl<const GRANULES: usize> Granules<GRANULES> {
             self.base
         };
         let offset = region.ptr.addr().get().wrapping_sub(base.addr());
-        // The first granule of the region past the bitmaps. A region below the arena's end would
-        // overlap it, or lie below `base` and wrap to a start past `GRANULES`, as does one past
-        // the arena's room.
+        // The first granule of the region past the bitmaps. A region below `base` wraps to a start
+        // past `GRANULES`, as does one past the arena's room; one below the arena's end would
+        // overlap it, which a backend never does, but a wrong one is refused all the same.
         let start = (offset >> SHIFT) + table;
-        if start >= GRANULES {
+        if start >= GRANULES || start < self.granules {
             // SAFETY: the region came from `backend` just now and nothing uses it.
             unsafe { backend.free(region) };
             return false;
