@@ -16,9 +16,10 @@
 //!   grows in place (`WasmGrow`, `Sbrk`, `StaticBuffer`), or `GRANULES` granules taken at once
 //!   from any other.
 //!
-//! What it costs: an allocation searches the bitmaps first-fit from the lowest granule that may be
-//! free, skipping 32 taken granules a step, and a free walks its run's bits a word at a time. That
-//! is quick while the heap is small or mostly free, and slows as many small holes build up; pick
+//! What it costs: an allocation searches the bitmaps next-fit, from where the last one ended and
+//! round the arena once before it grows it, passing up to 32 granules a step; a free finds its
+//! run's end the same way. That is quick while the heap is small or holds runs of like sizes, and
+//! slows as holes of many sizes build up (a request that fits nowhere passes the whole arena); pick
 //! [`Compact`](crate::Compact) when allocation speed matters more than a few kilobytes of code.
 //!
 //! The bitmaps take the arena's first granules: `GRANULES / 4` bytes for an arena of at most
