@@ -2,7 +2,7 @@
 //! builds where code size matters most (a wasm module, a small firmware image).
 //!
 //! [`Compact`] keeps what the main engine does for every allocation: the same size classes, pages
-//! found from a pointer through a tag per block, free lists with the double-free cookie, empty
+//! found from a pointer through a tag per block, a bit per object that tells a double free, empty
 //! pages given back, large objects as block runs, realloc in place, every bad free refused,
 //! counted and reported, statistics and an arena map. It drops the generality of the arena layer:
 //!

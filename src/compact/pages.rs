@@ -1,11 +1,13 @@
 //! The compact engine's object layer: the size classes of the main heap, served from pages cut
 //! out of the arena, and larger objects as block runs of their own.
 //!
-//! A page is a run of blocks with its header in its last bytes; every block of it is tagged with
-//! the page's end, so a pointer finds its header in two loads. Free objects form a list through
-//! their first word; the second word holds `address ^ COOKIE` while the object is free, which is
-//! how a second free is caught. Objects never handed out are taken by a bump index. A page that
-//! empties is given back to the arena unless it is its class's only page with objects to give.
+//! A page is a run of blocks with its header in its last bytes and a bitmap just below it; every
+//! block of it is tagged with the page's end, so a pointer finds its header in two loads. The
+//! bitmap has a bit per object, set while the object is free after having been handed out: a free
+//! sets it, and finds it set when the object was freed already; an allocation takes the lowest set
+//! one. Objects never handed out are taken by a bump index. So neither touches the object's own
+//! memory, which is cold by the time a program frees it. A page that empties is given back to the
+//! arena unless it is its class's only page with objects to give.
 
 use super::space::{Space, Spot, PAGE, START};
 use crate::backend::OsBackend;
@@ -16,17 +18,22 @@ use crate::Config;
 use core::num::NonZeroUsize;
 use core::ptr;
 
-/// A free object's second word holds `address ^ COOKIE`.
-const COOKIE: usize = 0xB0BA_5EED_F00D_CAFE_u64 as usize;
+/// Bits in a word of a page's bitmap.
+const WORD: usize = usize::BITS as usize;
+/// Bytes in a word of a page's bitmap.
+const WORD_BYTES: usize = core::mem::size_of::<usize>();
 
 /// Bytes at the end of every page for its header.
 const HEADER: usize = core::mem::size_of::<Page>();
 
 /// The header of a page, in the page's last [`HEADER`] bytes.
 pub(crate) struct Page {
-    /// The first free object (null: none). Every object on the list is a free object of this page
-    /// at least two words long, holding the next in its first word and its cookie in its second.
-    free: *mut u8,
+    /// The bitmap: words just below the header, enough for `capacity` bits, between the last
+    /// object and the header. Bit `i % WORD` of word `i / WORD` is set exactly while object `i`
+    /// is free and below `bump`; so `bump - used` bits are set. Derived from the arena's base.
+    bits: *mut usize,
+    /// Every word of `bits` below this one is zero.
+    low: usize,
     /// Neighbours on the class's list of pages with objects to give; the list holds the page
     /// exactly while `linked` is set.
     next: *mut Page,
@@ -37,8 +44,8 @@ pub(crate) struct Page {
     size: NonZeroUsize,
     /// Objects handed out now.
     used: usize,
-    /// Objects `[0, bump)` have been handed out at least once; the others never were and are not
-    /// on `free`.
+    /// Objects `[0, bump)` have been handed out at least once; the others never were, and their
+    /// bits are clear.
     bump: usize,
     /// Objects that fit before the header.
     capacity: usize,
@@ -52,8 +59,8 @@ pub(crate) struct Page {
 /// Where a live allocation lives.
 #[derive(Clone, Copy)]
 pub(crate) enum Found {
-    /// An object of the page with this header.
-    Object(*mut Page),
+    /// Object `index` of the page with this header.
+    Object { page: *mut Page, index: usize },
     /// The block run `[first, first + n)`.
     Run { first: usize, n: usize },
 }
@@ -132,30 +139,32 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         Some(self.counted(object, size))
     }
 
-    /// An object of `page`: the first free one, else the next never handed out.
+    /// An object of `page`: the lowest free one, else the next never handed out.
     #[inline(always)]
     fn take(page: &mut Page) -> Option<*mut u8> {
-        let object = if !page.free.is_null() {
-            let object = page.free;
-            // SAFETY: a listed object is free and two words long (the invariant on `free`); its
-            // cookie is cleared now that it is handed out.
-            unsafe {
-                page.free = object.cast::<*mut u8>().read();
-                object.cast::<usize>().add(1).write(0);
+        let index = if page.used < page.bump {
+            let mut at = page.low;
+            loop {
+                // SAFETY: `bump - used` bits are set, none in the words below `low` (the
+                // invariants on `bits` and `low`), so a set bit lies at or after `at`, in the
+                // bitmap.
+                let word = unsafe { &mut *page.bits.add(at) };
+                if *word != 0 {
+                    let bit = word.trailing_zeros() as usize;
+                    *word &= *word - 1;
+                    page.low = at;
+                    break at * WORD + bit;
+                }
+                at += 1;
             }
-            object
         } else if page.bump < page.capacity {
-            let object = page.start.wrapping_add(page.bump * page.size.get());
             page.bump += 1;
-            // SAFETY: an object of the page never handed out, two words long; its memory may hold
-            // a cookie from an earlier page over the same blocks.
-            unsafe { object.cast::<usize>().add(1).write(0) };
-            object
+            page.bump - 1
         } else {
             return None;
         };
         page.used += 1;
-        Some(object)
+        Some(page.start.wrapping_add(index * page.size.get()))
     }
 
     /// `size` bytes (at least 1) aligned to `align` (a power of two), or null: any request, the
@@ -219,21 +228,29 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             return false;
         };
         let start = self.space.at(first);
-        let bytes = n << shift;
-        let header = start.wrapping_add(bytes - HEADER).cast::<Page>();
-        // SAFETY: the header's place is inside the blocks just claimed, which nobody else uses,
-        // and aligned (the page ends on a block, `HEADER` is a multiple of the header's
-        // alignment).
+        let room = (n << shift) - HEADER;
+        // The bitmap takes a bit for each object that could fit, rounded up to words; the objects
+        // the rest (at least one: a page has room for two objects and its header).
+        let words = (room / size).div_ceil(WORD);
+        let bits = start
+            .wrapping_add(room - words * WORD_BYTES)
+            .cast::<usize>();
+        let header = start.wrapping_add(room).cast::<Page>();
+        // SAFETY: the bitmap's and the header's places are inside the blocks just claimed, which
+        // nobody else uses, and aligned (the page ends on a block, `HEADER` is a multiple of the
+        // header's alignment and of a word).
         unsafe {
+            ptr::write_bytes(bits, 0, words);
             header.write(Page {
-                free: ptr::null_mut(),
+                bits,
+                low: 0,
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 start,
                 size: NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN),
                 used: 0,
                 bump: 0,
-                capacity: (bytes - HEADER) / size,
+                capacity: (room - words * WORD_BYTES) / size,
                 class,
                 first,
                 blocks: n,
@@ -299,15 +316,18 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
                 // is.
                 let page = unsafe { &*header };
                 let offset = ptr.addr().wrapping_sub(page.start.addr());
-                if offset % page.size != 0 || offset / page.size >= page.bump {
+                let index = offset / page.size;
+                if offset % page.size != 0 || index >= page.bump {
                     return Err(FreeErrorKind::Misaligned);
                 }
-                // SAFETY: `ptr` starts an object of the page handed out at least once, two words
-                // long.
-                if unsafe { ptr.cast::<usize>().add(1).read() } == ptr.addr() ^ COOKIE {
+                // SAFETY: `index < bump <= capacity`: its bit is in the bitmap.
+                if unsafe { *page.bits.add(index / WORD) } & 1 << (index % WORD) != 0 {
                     return Err(FreeErrorKind::DoubleFree);
                 }
-                Ok(Found::Object(header))
+                Ok(Found::Object {
+                    page: header,
+                    index,
+                })
             }
             Spot::Run { first, end } => Ok(Found::Run {
                 first,
@@ -333,32 +353,30 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
     pub(crate) unsafe fn free(&mut self, ptr: *mut u8) -> Result<(), FreeErrorKind> {
         let found = self.locate(ptr)?;
         // SAFETY: just located; the caller gives the allocation up.
-        unsafe { self.free_at(ptr, found) };
+        unsafe { self.free_at(found) };
         Ok(())
     }
 
-    /// Frees the allocation at `ptr`, which `locate` found at `found`.
+    /// Frees the allocation that `locate` found at `found`.
     ///
     /// # Safety
-    /// `found` is what `locate` returned for `ptr` since the last change to the engine, and the
+    /// `found` is what `locate` returned for a pointer since the last change to the engine, and the
     /// caller gives the allocation up.
     #[cfg_attr(not(opt_size), inline(always))]
     #[cfg_attr(opt_size, inline(never))]
-    pub(crate) unsafe fn free_at(&mut self, ptr: *mut u8, found: Found) {
-        let header = match found {
-            Found::Object(header) => header,
+    pub(crate) unsafe fn free_at(&mut self, found: Found) {
+        let (header, index) = match found {
+            Found::Object { page, index } => (page, index),
             Found::Run { first, n } => return self.free_run(first, n),
         };
         self.counters.frees += 1;
         // SAFETY: `locate` found the page's live header; the lock makes this the only reference.
         let page = unsafe { &mut *header };
-        // SAFETY: `ptr` starts an object of the page handed out now, two words long, which the
-        // caller gives up.
-        unsafe {
-            ptr.cast::<*mut u8>().write(page.free);
-            ptr.cast::<usize>().add(1).write(ptr.addr() ^ COOKIE);
-        }
-        page.free = ptr;
+        let at = index / WORD;
+        // SAFETY: `locate` found object `index` handed out now, below `bump`: its bit is in the
+        // bitmap, and clear; setting it keeps the invariant on `bits` with `used` one less.
+        unsafe { *page.bits.add(at) |= 1 << (index % WORD) };
+        page.low = page.low.min(at);
         page.used -= 1;
         self.counters.bytes_in_use -= page.size.get();
         if !page.linked || page.used == 0 {
@@ -426,7 +444,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
                 }
                 n << shift
             }
-            Found::Object(page) => {
+            Found::Object { page, .. } => {
                 // SAFETY: `locate` found the page's live header.
                 let size = unsafe { (*page).size.get() };
                 if aligned && new_size <= size {
@@ -442,7 +460,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             // handed out, so its page or run is still where `found` says.
             unsafe {
                 ptr::copy_nonoverlapping(ptr, moved, old_size.min(usable).min(new_size));
-                self.free_at(ptr, found);
+                self.free_at(found);
             }
         }
         moved

@@ -103,6 +103,48 @@ fn bad_frees_are_refused_counted_and_reported() {
 }
 
 #[test]
+fn double_frees_are_told_by_the_bitmap_not_by_the_objects_contents() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let a = &A;
+    a.set_error_hook(Some(record));
+    let layout = Layout::from_size_align(32, 8).unwrap();
+    // SAFETY: valid, non-zero layouts; every object is live when written and freed once, but
+    // `x`, freed twice: the second free must be refused.
+    unsafe {
+        let held: std::vec::Vec<*mut u8> = (0..40).map(|_| a.alloc(layout)).collect();
+        // What a live object holds (its own address, all ones, zeros) has no say in its free.
+        for (i, &p) in held.iter().enumerate() {
+            let word = match i % 3 {
+                0 => p.addr(),
+                1 => usize::MAX,
+                _ => 0,
+            };
+            ptr::write_bytes(p, 0, 32);
+            p.cast::<usize>().write(word);
+            p.cast::<usize>().add(1).write(word);
+        }
+        for &p in &held[1..] {
+            a.dealloc(p, layout);
+        }
+        let x = held[0];
+        a.dealloc(x, layout);
+        // A program that wrote to `x` after freeing it does not hide its second free.
+        ptr::write_bytes(x, 0xA5, 32);
+        a.dealloc(x, layout);
+    }
+    assert_eq!(recorded(), [FreeErrorKind::DoubleFree]);
+    assert_eq!(a.stats().bytes_in_use, 0);
+    // Objects come back lowest first, each once.
+    // SAFETY: valid layout; both freed at once.
+    unsafe {
+        let (p, q) = (a.alloc(layout), a.alloc(layout));
+        assert_eq!(q.addr() - p.addr(), 32);
+        a.dealloc(p, layout);
+        a.dealloc(q, layout);
+    }
+}
+
+#[test]
 fn running_out_returns_null_and_freeing_makes_room_again() {
     static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
     let a = &A;
