@@ -169,14 +169,7 @@ unsafe impl<B: OsBackend + Sync, L: RawLock, const BLOCKS: usize> GlobalAlloc
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let (size, align) = (layout.size().max(1), layout.align());
-        self.with(|state, backend| {
-            let pages = &mut state.pages;
-            #[cfg(not(opt_size))]
-            if let Some(ptr) = pages.alloc_fast(size, align) {
-                return ptr;
-            }
-            pages.alloc(backend, size, align)
-        })
+        self.with(|state, backend| state.pages.alloc_any(backend, size, align))
     }
 
     #[inline]
@@ -210,7 +203,7 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
         new_size: usize,
         align: usize,
     ) -> *mut u8 {
-        self.with(|state, backend| match state.pages.locate_slow(ptr) {
+        self.with(|state, backend| match state.pages.locate(ptr) {
             // SAFETY: just located; `realloc`'s contract: `ptr` is live with `layout`.
             Ok(found) => unsafe {
                 state

@@ -139,6 +139,21 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         Some(self.counted(object, size))
     }
 
+    /// Any allocation: the fast path first, in builds that have it, then the rest.
+    #[inline(always)]
+    pub(crate) fn alloc_any<B: OsBackend>(
+        &mut self,
+        backend: &B,
+        size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        #[cfg(not(opt_size))]
+        if let Some(ptr) = self.alloc_fast(size, align) {
+            return ptr;
+        }
+        self.alloc(backend, size, align)
+    }
+
     /// An object of `page`: the lowest free one, else the next never handed out.
     #[inline(always)]
     fn take(page: &mut Page) -> Option<*mut u8> {
@@ -304,8 +319,8 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         }
     }
 
-    /// Where the allocation at `ptr` lives, or why `ptr` is not one. Inlined into the free,
-    /// except in builds for size.
+    /// Where the allocation at `ptr` lives, or why `ptr` is not one. Inlined into the free and
+    /// realloc, except in builds for size.
     #[cfg_attr(not(opt_size), inline(always))]
     #[cfg_attr(opt_size, inline(never))]
     pub(crate) fn locate(&self, ptr: *mut u8) -> Result<Found, FreeErrorKind> {
@@ -337,12 +352,6 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             Spot::Inside => Err(FreeErrorKind::Misaligned),
             Spot::Outside => Err(FreeErrorKind::NotOurs),
         }
-    }
-
-    /// [`locate`](Self::locate) out of line, for the paths that are not hot.
-    #[inline(never)]
-    pub(crate) fn locate_slow(&self, ptr: *mut u8) -> Result<Found, FreeErrorKind> {
-        self.locate(ptr)
     }
 
     /// Frees `ptr` if it is a live allocation; else says why not, having changed nothing.
@@ -453,7 +462,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
                 size
             }
         };
-        let moved = self.alloc(backend, new_size, align);
+        let moved = self.alloc_any(backend, new_size, align);
         if !moved.is_null() {
             // SAFETY: both are ours and distinct; the old one holds the bytes the caller wrote
             // (at most its usable size), the new one at least `new_size`. The old one is still
