@@ -32,6 +32,11 @@ pub unsafe trait RawLock: Sync {
 /// interrupt handlers): the ones `Quarry::new` accepts.
 pub trait ThreadSafe: RawLock {}
 
+/// The program has one thread and no interrupts: a WebAssembly module built without the `atomics`
+/// feature (wasm32-wasip1, wasm32-unknown-unknown by default). There a [`SpinLock`] is never
+/// contended, and its release builds leave the flag alone.
+const ALONE: bool = cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
+
 /// A spin lock: test-and-test-and-set on one atomic flag. In a WebAssembly module without
 /// threads (no `atomics` feature) it costs nothing in release builds: there is nobody to wait for.
 pub struct SpinLock {
@@ -84,11 +89,6 @@ unsafe impl RawLock for SpinLock {
         self.held.store(false, Ordering::Release);
     }
 }
-
-/// The program has one thread and no interrupts: a WebAssembly module built without the `atomics`
-/// feature (wasm32-wasip1, wasm32-unknown-unknown by default). There a [`SpinLock`] is never
-/// contended, and its release builds leave the flag alone.
-const ALONE: bool = cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
 
 impl ThreadSafe for SpinLock {}
 
