@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
+use crate::lanes::{self, Job};
 use crate::{firmware, fuzz, install, wasm, Result};
 
 /// Where Miri runs the library's unit tests: the host (`None`) and a 32-bit target.
@@ -36,14 +37,17 @@ impl Step {
 }
 
 /// `cargo miri test` of quarry-alloc's `tests` (space-separated cargo arguments) on `target` (`None`:
-/// the host), with the project's Miri flags and `extra` ones, in Miri's own target directory.
+/// the host), with the project's Miri flags and `extra` ones, in a target directory of Miri's own
+/// for each target, so that runs for the two targets never wait for each other's lock.
 fn miri(tests: &str, target: Option<&str>, extra: &str) -> Cmd {
     let mut cmd = cargo(&format!("+nightly miri test -p quarry-alloc {tests}"));
+    let mut dir = "target/miri".to_string();
     if let Some(target) = target {
         cmd = cmd.args(["--target", target]);
+        dir = format!("target/miri-{target}");
     }
     cmd.env("MIRIFLAGS", format!("{MIRIFLAGS} {extra}").trim_end())
-        .env("CARGO_TARGET_DIR", "target/miri")
+        .env("CARGO_TARGET_DIR", &dir)
 }
 
 /// `cargo` with space-separated arguments (none of them contains a space).
@@ -179,38 +183,63 @@ fn steps(quick: bool) -> Vec<Step> {
             .env("LOOM_MAX_PREEMPTIONS", "3")
             .env("CARGO_TARGET_DIR", "target/loom"),
     ));
-    steps.push(Step::new("miri setup", || {
-        MIRI_TARGETS
-            .iter()
-            .try_for_each(|target| install::miri_setup(*target))
-    }));
-    // The unit tests; the shadow-model property test and the stress test, with fewer and shorter
-    // cases under Miri (see tests/shadow.rs and tests/stress.rs).
-    for (what, tests) in [
-        ("", "--lib"),
-        ("shadow model, stress; ", "--test shadow --test stress"),
-    ] {
-        for target in MIRI_TARGETS {
-            steps.push(Step::cmd(
-                format!("miri ({what}{})", target.unwrap_or("host")),
-                miri(tests, *target, ""),
-            ));
-        }
-    }
-    // The unit tests once more under the Tree Borrows aliasing model.
-    steps.push(Step::cmd(
-        "miri (tree borrows, host)",
-        miri("--lib", None, "-Zmiri-tree-borrows"),
-    ));
-    // The tests with threads, under 16 schedules each (Miri's scheduler and weak-memory choices
-    // are seeded).
-    steps.push(Step::cmd(
-        "miri (threads, 16 seeds)",
-        miri("--lib", None, "-Zmiri-many-seeds=0..16")
-            .args(["--", "--exact"])
-            .args(CONCURRENT_TESTS),
+    steps.push(Step::new("miri setup", miri_setup));
+    steps.push(Step::new(
+        "miri: a lane per target, side by side (host; i686-unknown-linux-gnu)",
+        || lanes::run(&miri_lanes()),
     ));
     steps
+}
+
+/// `cargo xtask miri`: the Miri steps alone, after installing what is missing.
+pub fn miri_only() -> Result {
+    install::ensure_all()?;
+    miri_setup()?;
+    lanes::run(&miri_lanes())
+}
+
+fn miri_setup() -> Result {
+    MIRI_TARGETS
+        .iter()
+        .try_for_each(|target| install::miri_setup(*target))
+}
+
+/// The Miri runs, a lane per target, each lane in its own target directory. Both lanes run the
+/// unit tests, then the shadow-model property test and the stress test (with fewer and shorter
+/// cases under Miri: see tests/shadow.rs and tests/stress.rs). Then the host's lane runs the tests
+/// with threads under 16 schedules each (Miri's scheduler and weak-memory choices are seeded), and
+/// the 32-bit lane the unit tests once more under the Tree Borrows aliasing model, which does not
+/// depend on the target: the two take about as long.
+fn miri_lanes() -> Vec<Vec<Job>> {
+    MIRI_TARGETS
+        .iter()
+        .map(|&target| {
+            let on = target.unwrap_or("host");
+            let job = |what: &str, cmd: Cmd| Job {
+                name: format!("miri ({what}{on})"),
+                cmd,
+            };
+            vec![
+                job("", miri("--lib", target, "")),
+                job(
+                    "shadow model, stress; ",
+                    miri("--test shadow --test stress", target, ""),
+                ),
+                match target {
+                    None => job(
+                        "threads, 16 seeds; ",
+                        miri("--lib", target, "-Zmiri-many-seeds=0..16")
+                            .args(["--", "--exact"])
+                            .args(CONCURRENT_TESTS),
+                    ),
+                    Some(_) => job(
+                        "tree borrows; ",
+                        miri("--lib", target, "-Zmiri-tree-borrows"),
+                    ),
+                },
+            ]
+        })
+        .collect()
 }
 
 pub fn ci(quick: bool) -> Result {
@@ -271,7 +300,7 @@ fn print_summary(steps: &[Step], times: &[Duration], failed: bool) {
     }
 }
 
-fn format_time(time: Duration) -> String {
+pub(crate) fn format_time(time: Duration) -> String {
     let secs = time.as_secs_f64();
     if secs < 60.0 {
         format!("{secs:.1}s")

@@ -105,6 +105,23 @@ impl Cmd {
         }
     }
 
+    /// Runs the command with its output captured: what it printed (standard error, then standard
+    /// output), and an error naming its exit status if it failed.
+    pub fn run_captured(&self) -> (String, Result) {
+        let output = match self.output() {
+            Ok(output) => output,
+            Err(err) => return (String::new(), Err(err)),
+        };
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        let result = if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{self}` failed ({})", output.status))
+        };
+        (text, result)
+    }
+
     fn output(&self) -> Result<Output> {
         self.command().output().map_err(|err| self.spawn_error(err))
     }

@@ -7,6 +7,7 @@ mod cmd;
 mod firmware;
 mod fuzz;
 mod install;
+mod lanes;
 mod run;
 mod wasm;
 mod wasm_bench;
@@ -24,13 +25,14 @@ commands:
                cross-target checks, tests on wasm32-wasip1 (wasmtime), the
                firmware under qemu, loom and Miri; stops at the first failure
   ci --quick   the same without the (slow) loom and Miri steps
+  miri         the Miri steps of `ci` alone: a lane per target, side by side
   run          run the demos: on the host, in wasm32-wasip1 under wasmtime,
                and as Cortex-M firmware under qemu
   bench-wasm   wasm speed and size benchmarks into target/wasm-bench.md [--quick]
   fuzz [SECS]  fuzz the shadow model of the allocator for SECS seconds (default 60)
   help         print this message
 
-`ci`, `run` and `fuzz` first install what is missing: rustup toolchains,
+`ci`, `miri`, `run` and `fuzz` first install what is missing: rustup toolchains,
 components and targets, wasmtime, cargo-fuzz, qemu-system-arm.";
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         }
         ["ci"] => ci::ci(false),
         ["ci", "--quick"] => ci::ci(true),
+        ["miri"] => ci::miri_only(),
         ["run"] => run::run(),
         ["bench-wasm"] | ["bench-wasm", "--quick"] => wasm_bench::bench_wasm(args.len() == 2),
         ["fuzz"] => install::ensure_all().and_then(|()| fuzz::fuzz(fuzz::DEFAULT_SECONDS)),
