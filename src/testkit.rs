@@ -18,6 +18,12 @@ use std::vec::Vec;
 pub(crate) const STEPS: u32 = if cfg!(miri) { 150 } else { 40_000 };
 const SIZE_SHARE: u64 = if cfg!(miri) { 20 } else { 1 };
 
+/// Whether every byte of `bytes` is `value`: one comparison of the whole slice, which Miri does
+/// natively, where a loop over the bytes would be interpreted byte by byte.
+pub(crate) fn all_bytes_are(bytes: &[u8], value: u8) -> bool {
+    bytes == std::vec![value; bytes.len()].as_slice()
+}
+
 /// A small xorshift generator, so that the sequences are the same on every run.
 struct Rng(u64);
 
@@ -41,7 +47,7 @@ impl Live {
     fn check(&self) {
         // SAFETY: the allocation is live and `layout.size()` bytes long, all written with `fill`.
         let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) };
-        assert!(bytes.iter().all(|&b| b == self.fill), "contents changed");
+        assert!(all_bytes_are(bytes, self.fill), "contents changed");
         assert_eq!(self.ptr.addr() % self.layout.align(), 0);
     }
 
@@ -90,7 +96,7 @@ pub(crate) fn shadow<A: GlobalAlloc>(a: &A, stats: impl Fn() -> Stats, max: u64,
                 let kept = old.layout.size().min(new_size);
                 // SAFETY: the new allocation holds at least `kept` bytes of the old contents.
                 let bytes = unsafe { std::slice::from_raw_parts(ptr, kept) };
-                assert!(bytes.iter().all(|&b| b == old.fill));
+                assert!(all_bytes_are(bytes, old.fill));
                 let layout = Layout::from_size_align(new_size, old.layout.align()).unwrap();
                 live[index] = Live { ptr, layout, fill };
                 live[index].fill();

@@ -7,6 +7,7 @@ use std::vec::Vec;
 
 use super::Arenas;
 use crate::backend::StaticBuffer;
+use crate::testkit::all_bytes_are;
 use crate::{ArenaId, Config, FreeErrorKind};
 
 const CONFIG: Config = Config::EMBEDDED
@@ -37,7 +38,7 @@ fn static_buffer_registry_hands_out_usable_disjoint_memory() {
     for (a, fill) in &held {
         // SAFETY: still ours; nobody else wrote to it.
         let bytes = unsafe { core::slice::from_raw_parts(a.ptr.as_ptr(), a.size) };
-        assert!(bytes.iter().all(|b| b == fill), "allocations overlap");
+        assert!(all_bytes_are(bytes, *fill), "allocations overlap");
     }
     let mut map = String::new();
     arenas.write_map(&mut map).unwrap();
@@ -119,11 +120,8 @@ fn mock_registry_purges_freed_runs_and_hands_them_out_zero() {
             core::slice::from_raw_parts(keep.ptr.as_ptr(), keep.size),
         )
     };
-    assert!(bytes.iter().all(|&x| x == 0));
-    assert!(
-        kept.iter().all(|&x| x == 0x11),
-        "the live run was not touched"
-    );
+    assert!(all_bytes_are(bytes, 0));
+    assert!(all_bytes_are(kept, 0x11), "the live run was not touched");
     assert_eq!(arenas.stats().purged_bytes, 8192);
     assert_eq!(arenas.backend().verify_poison(), Ok(()));
 }
@@ -162,7 +160,7 @@ fn a_break_backend_grows_one_arena_by_what_is_asked() {
     for (a, fill) in &held {
         // SAFETY: still ours.
         let bytes = unsafe { core::slice::from_raw_parts(a.ptr.as_ptr(), a.size) };
-        assert!(bytes.iter().all(|b| b == fill), "allocations overlap");
+        assert!(all_bytes_are(bytes, *fill), "allocations overlap");
     }
     for (a, _) in &held {
         // SAFETY: not used any more.
@@ -208,7 +206,7 @@ fn a_full_arena_is_followed_by_a_new_one_and_foreign_memory_is_skipped() {
     }
     // SAFETY: the foreign region is the test's, untouched by the registry.
     let kept = unsafe { core::slice::from_raw_parts(foreign.ptr.as_ptr(), 1000) };
-    assert!(kept.iter().all(|&b| b == 0xEE));
+    assert!(all_bytes_are(kept, 0xEE));
     for a in &held {
         // SAFETY: not used any more.
         unsafe { arenas.free(a) }.unwrap();
@@ -259,7 +257,7 @@ fn threads_racing_for_grown_memory_all_get_some() {
                 for a in &held {
                     // SAFETY: still ours.
                     let bytes = unsafe { core::slice::from_raw_parts(a.ptr.as_ptr(), a.size) };
-                    assert!(bytes.iter().all(|&b| b == t), "allocations overlap");
+                    assert!(all_bytes_are(bytes, t), "allocations overlap");
                 }
                 for a in &held {
                     // SAFETY: not used any more.
