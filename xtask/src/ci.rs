@@ -209,7 +209,7 @@ fn miri_setup() -> Result {
 /// cases under Miri: see tests/shadow.rs and tests/stress.rs). Then the host's lane runs the tests
 /// with threads under 16 schedules each (Miri's scheduler and weak-memory choices are seeded), and
 /// the 32-bit lane the unit tests once more under the Tree Borrows aliasing model, which does not
-/// depend on the target: the two take about as long.
+/// depend on the target: each lane ends with one of the two longest runs.
 fn miri_lanes() -> Vec<Vec<Job>> {
     MIRI_TARGETS
         .iter()
