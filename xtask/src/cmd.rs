@@ -81,14 +81,12 @@ impl Cmd {
     /// Prints the command line, then runs it showing its output only if it fails.
     pub fn run_quiet(&self) -> Result {
         println!("$ {self}");
-        let output = self.output()?;
-        if output.status.success() {
-            return Ok(());
+        let (output, result) = self.run_captured();
+        if result.is_err() {
+            // Best effort: if the terminal is gone there is nobody to show the output to anyway.
+            let _ = io::stdout().write_all(output.as_bytes());
         }
-        // Best effort: if the terminal is gone there is nobody to show the output to anyway.
-        let _ = io::stdout().write_all(&output.stdout);
-        let _ = io::stderr().write_all(&output.stderr);
-        Err(format!("`{self}` failed ({})", output.status))
+        result
     }
 
     /// Runs the command silently and returns its standard output, for queries like `rustup target list`.
