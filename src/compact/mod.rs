@@ -4,15 +4,19 @@
 //! [`Compact`] keeps what the main engine does for every allocation: the same size classes, pages
 //! found from a pointer through a tag per block, a bit per object that tells a double free, empty
 //! pages given back, large objects as block runs, realloc in place, every bad free refused,
-//! counted and reported, statistics and an arena map. It drops the generality of the arena layer:
+//! counted and reported, statistics and an arena map. A page's header and bitmap are not in the
+//! page but in its *record* (128 bytes), kept with the other pages' records in blocks of records
+//! held for good, so that the headers the fast paths read share a few cache lines and memory
+//! pages. It drops the generality of the arena layer:
 //!
 //! - **one arena**, grown at its end over a backend that grows in place (`WasmGrow`, `Sbrk`,
 //!   `StaticBuffer`); over any other backend the arena is the first region it gives;
 //! - **a tag per block**, searched under the engine's lock, instead of compare-and-swap bitmaps;
 //!   the tags are a table of `BLOCKS` words in the arena's first blocks, so the arena spans at
 //!   most `BLOCKS` blocks, and the table costs 4 bytes for each (with the default 16384 and
-//!   `Config::WASM`'s 4 KiB blocks: 64 MiB at most, 64 KiB of table). On firmware, pick `BLOCKS`
-//!   near the heap's size over the block size: a table larger than the heap leaves no room;
+//!   `Config::WASM`'s 4 KiB blocks: 64 MiB at most, 64 KiB of table; at most 32 GiB whatever the
+//!   settings). On firmware, pick `BLOCKS` near the heap's size over the block size: a table
+//!   larger than the heap leaves no room;
 //! - **one heap behind one lock**: no registry, exclusive arenas, handles, purging, or remote
 //!   frees. Threads that allocate at once wait for each other.
 //!

@@ -1,13 +1,19 @@
 //! The compact engine's object layer: the size classes of the main heap, served from pages cut
 //! out of the arena, and larger objects as block runs of their own.
 //!
-//! A page is a run of blocks with its header in its last bytes and a bitmap just below it; every
-//! block of it is tagged with the page's end, so a pointer finds its header in two loads. The
-//! bitmap has a bit per object, set while the object is free after having been handed out: a free
-//! sets it, and finds it set when the object was freed already; an allocation takes the lowest set
-//! one. Objects never handed out are taken by a bump index. So neither touches the object's own
-//! memory, which is cold by the time a program frees it. A page that empties is given back to the
-//! arena unless it is its class's only page with objects to give.
+//! A page is a run of blocks holding objects only. Its header and its bitmap are its *record*, a
+//! fixed-size slot in blocks of records that serve every page; every block of a page is tagged
+//! with its record's number, so a pointer finds its header in two loads. The records of all pages
+//! lie together in a few blocks. A header at each page's end, as the engine had before, was a
+//! cache line and a memory page of its own for every page, and its load the costliest instruction
+//! of a free (`BENCHMARKS.md`).
+//!
+//! The bitmap has a bit per object, set while the object is handed out: an allocation takes the
+//! lowest clear one and sets it, a free clears it, and finds it clear when the object was freed
+//! already (or never handed out). So neither touches the object's own memory, which is cold by the
+//! time a program frees it. A page that empties is given back to the arena unless it is its
+//! class's only page with objects to give; its record, bitmap all clear, goes back to the free
+//! records. Blocks of records are held for good.
 
 use super::space::{Space, Spot, PAGE, START};
 use crate::backend::OsBackend;
@@ -20,22 +26,29 @@ use core::ptr;
 
 /// Bits in a word of a page's bitmap.
 const WORD: usize = usize::BITS as usize;
-/// Bytes in a word of a page's bitmap.
-const WORD_BYTES: usize = core::mem::size_of::<usize>();
 
-/// Bytes at the end of every page for its header.
-const HEADER: usize = core::mem::size_of::<Page>();
+/// Objects a page holds at most: the bits of its record's bitmap. With blocks of 4 KiB only a page
+/// of 8-byte objects would hold more (its block's second half stays unused); with larger blocks,
+/// the pages of more small classes.
+const MAX_OBJECTS: usize = 256;
 
-/// The header of a page, in the page's last [`HEADER`] bytes.
+/// Bytes of a record: a power of two, so that records tile their blocks, and a multiple of the
+/// record unit, so that each has a number.
+const RECORD: usize = core::mem::size_of::<Page>().next_power_of_two();
+const _: () = assert!(RECORD % (1 << super::space::RECORD_UNIT) == 0);
+// 128 bytes on 32- and 64-bit targets alike, as the engine's docs say.
+const _: () = assert!(RECORD == 128);
+
+/// A page's record: its header and bitmap, in a block of records, away from its objects.
+#[repr(C)]
 pub(crate) struct Page {
-    /// The bitmap: words just below the header, enough for `capacity` bits, between the last
-    /// object and the header. Bit `i % WORD` of word `i / WORD` is set exactly while object `i`
-    /// is free and below `bump`; so `bump - used` bits are set. Derived from the arena's base.
-    bits: *mut usize,
-    /// Every word of `bits` below this one is zero.
+    /// The block after the page's last. First, for the arena's search, which reads it through the
+    /// page's tags.
+    end: usize,
+    /// Every word of `bits` below this one has all its bits set: its objects are all handed out.
     low: usize,
     /// Neighbours on the class's list of pages with objects to give; the list holds the page
-    /// exactly while `linked` is set.
+    /// exactly while `linked` is set. In a free record, `next` is the next free record.
     next: *mut Page,
     prev: *mut Page,
     /// The first object; object `i` is at `start + i * size`. Derived from the arena's base.
@@ -44,16 +57,17 @@ pub(crate) struct Page {
     size: NonZeroUsize,
     /// Objects handed out now.
     used: usize,
-    /// Objects `[0, bump)` have been handed out at least once; the others never were, and their
-    /// bits are clear.
-    bump: usize,
-    /// Objects that fit before the header.
+    /// Objects that fit in the page's blocks, at most [`MAX_OBJECTS`].
     capacity: usize,
     class: usize,
-    /// The page's blocks: `[first, first + blocks)`.
+    /// The page's blocks: `[first, end)`.
     first: usize,
-    blocks: usize,
     linked: bool,
+    /// The bitmap: bit `i % WORD` of word `i / WORD` is set exactly while object `i` is handed
+    /// out, so `used` bits are set, all below `capacity`. All are clear in a free record (a page
+    /// goes back when it has nothing handed out, and blocks of records start zeroed), so a new
+    /// page needs no clearing.
+    bits: [usize; MAX_OBJECTS / WORD],
 }
 
 /// Where a live allocation lives.
@@ -74,6 +88,9 @@ pub(crate) struct Pages<const BLOCKS: usize> {
     lists: [*mut Page; CLASSES],
     /// Per class, pages alive; a class's first page is the smallest that will do.
     alive: [u16; CLASSES],
+    /// The free records, linked through `next` (null: none). Each lies in a block of records and is
+    /// no page's.
+    records: *mut Page,
     /// The largest object served from a page.
     max_small: usize,
     /// Bytes a class's later pages aim at (see [`Config::page_target`]).
@@ -97,6 +114,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             space: Space::new(block.trailing_zeros(), config.arena_reserve),
             lists: [ptr::null_mut(); CLASSES],
             alive: [0; CLASSES],
+            records: ptr::null_mut(),
             max_small,
             page_target: config.page_target,
             counters: HeapCounters::ZERO,
@@ -154,29 +172,26 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         self.alloc(backend, size, align)
     }
 
-    /// An object of `page`: the lowest free one, else the next never handed out.
+    /// The lowest free object of `page`, if it has one.
     #[inline(always)]
     fn take(page: &mut Page) -> Option<*mut u8> {
-        let index = if page.used < page.bump {
-            let mut at = page.low;
-            loop {
-                // SAFETY: `bump - used` bits are set, none in the words below `low` (the
-                // invariants on `bits` and `low`), so a set bit lies at or after `at`, in the
-                // bitmap.
-                let word = unsafe { &mut *page.bits.add(at) };
-                if *word != 0 {
-                    let bit = word.trailing_zeros() as usize;
-                    *word &= *word - 1;
-                    page.low = at;
-                    break at * WORD + bit;
-                }
-                at += 1;
-            }
-        } else if page.bump < page.capacity {
-            page.bump += 1;
-            page.bump - 1
-        } else {
+        if page.used == page.capacity {
             return None;
+        }
+        let mut at = page.low;
+        let index = loop {
+            // SAFETY: fewer than `capacity` bits are set, all below `capacity`, and the words below
+            // `low` have all theirs set (the invariants on `bits` and `low`): a clear bit below
+            // `capacity` lies at or after `at`, and the lowest clear bit is that one or before
+            // it, in the bitmap.
+            let word = unsafe { page.bits.get_unchecked_mut(at) };
+            if *word != usize::MAX {
+                let bit = word.trailing_ones() as usize;
+                *word |= 1 << bit;
+                page.low = at;
+                break at * WORD + bit;
+            }
+            at += 1;
         };
         page.used += 1;
         Some(page.start.wrapping_add(index * page.size.get()))
@@ -228,54 +243,77 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
 
     /// Makes a page for `class` and puts it on the class's list; `false` when the arena has no
     /// room. Its size: four objects (two of a block or more) for a class's first page, so that a
-    /// class used once holds little; 32 objects up to `page_target` for the later ones.
+    /// class used once holds little; 32 objects up to `page_target` for the later ones; at most
+    /// [`MAX_OBJECTS`] fit in it.
     #[inline(never)]
     fn new_page<B: OsBackend>(&mut self, backend: &B, class: usize) -> bool {
         let shift = self.space.shift();
         let size = class_size(class);
         let objects = if size >> shift == 0 { 4 } else { 2 };
-        let mut bytes = size * objects + HEADER;
+        let mut bytes = size * objects;
         if self.alive[class] != 0 {
-            bytes = bytes.max((size * 32 + HEADER).min(self.page_target));
+            bytes = bytes.max((size * 32).min(self.page_target));
         }
         let n = ((bytes - 1) >> shift) + 1;
-        let Some(first) = self.space.claim(backend, n, 1 << shift, PAGE) else {
+        if self.records.is_null() && !self.more_records(backend) {
+            return false;
+        }
+        // Taken off the free records once the page's blocks are claimed.
+        let header = self.records;
+        let number = self.space.record_number(header.cast());
+        let Some(first) = self.space.claim(backend, n, 1 << shift, PAGE | number) else {
             return false;
         };
-        let start = self.space.at(first);
-        let room = (n << shift) - HEADER;
-        // The bitmap takes a bit for each object that could fit, rounded up to words; the objects
-        // the rest (at least one: a page has room for two objects and its header).
-        let words = (room / size).div_ceil(WORD);
-        let bits = start
-            .wrapping_add(room - words * WORD_BYTES)
-            .cast::<usize>();
-        let header = start.wrapping_add(room).cast::<Page>();
-        // SAFETY: the bitmap's and the header's places are inside the blocks just claimed, which
-        // nobody else uses, and aligned (the page ends on a block, `HEADER` is a multiple of the
-        // header's alignment and of a word).
+        // SAFETY: a free record (the invariant on `records`), which only this list knows.
+        self.records = unsafe { (*header).next };
+        // SAFETY: a free record, in a block of records held for good, aligned (records tile their
+        // blocks at multiples of `RECORD`, a multiple of the record's alignment), and nobody else
+        // uses it. Its bitmap is clear already (the invariant on `bits`); the other fields are
+        // written here, through the raw pointer, as a free record's may hold any bytes.
         unsafe {
-            ptr::write_bytes(bits, 0, words);
-            header.write(Page {
-                bits,
-                low: 0,
-                next: ptr::null_mut(),
-                prev: ptr::null_mut(),
-                start,
-                size: NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN),
-                used: 0,
-                bump: 0,
-                capacity: (room - words * WORD_BYTES) / size,
-                class,
-                first,
-                blocks: n,
-                linked: false,
-            });
+            (*header).end = first + n;
+            (*header).low = 0;
+            (*header).start = self.space.at(first);
+            (*header).size = NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN);
+            (*header).used = 0;
+            (*header).capacity = ((n << shift) / size).min(MAX_OBJECTS);
+            (*header).class = class;
+            (*header).first = first;
             self.link(header);
         }
         self.alive[class] += 1;
         self.counters.pages_made += 1;
         true
+    }
+
+    /// Claims a block of records (more than one when a record is larger than a block) and puts
+    /// them on the free records; `false` when the arena has no room. The blocks are a gap, held
+    /// for good.
+    fn more_records<B: OsBackend>(&mut self, backend: &B) -> bool {
+        let shift = self.space.shift();
+        let n = ((RECORD - 1) >> shift) + 1;
+        let Some(first) = self.space.claim(backend, n, 1 << shift, 0) else {
+            return false;
+        };
+        let start = self.space.at(first);
+        // SAFETY: the blocks just claimed, which nobody else uses: their records start with a
+        // clear bitmap.
+        unsafe { start.write_bytes(0, n << shift) };
+        for i in 0..(n << shift) / RECORD {
+            // SAFETY: a record's place in the blocks just claimed, which nobody else uses.
+            unsafe { self.give_record(start.wrapping_add(i * RECORD).cast()) };
+        }
+        true
+    }
+
+    /// Puts `record` on the free records.
+    ///
+    /// # Safety
+    /// `record` is a record in a block of records, free (no page's), not on the list.
+    unsafe fn give_record(&mut self, record: *mut Page) {
+        // SAFETY: the caller's promise: the record is ours to write.
+        unsafe { ptr::addr_of_mut!((*record).next).write(self.records) };
+        self.records = record;
     }
 
     /// Puts `page` at the head of its class's list.
@@ -325,18 +363,17 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
     #[cfg_attr(opt_size, inline(never))]
     pub(crate) fn locate(&self, ptr: *mut u8) -> Result<Found, FreeErrorKind> {
         match self.space.spot(ptr.addr()) {
-            Spot::Page { end } => {
-                let header = self.space.at(end).wrapping_sub(HEADER).cast::<Page>();
-                // SAFETY: a page's blocks are tagged with its end, before which its live header
-                // is.
+            Spot::Page { record } => {
+                let header = self.space.record(record).cast::<Page>();
+                // SAFETY: a page's blocks are tagged with the number of its live record.
                 let page = unsafe { &*header };
                 let offset = ptr.addr().wrapping_sub(page.start.addr());
                 let index = offset / page.size;
-                if offset % page.size != 0 || index >= page.bump {
+                if offset % page.size != 0 || index >= page.capacity {
                     return Err(FreeErrorKind::Misaligned);
                 }
-                // SAFETY: `index < bump <= capacity`: its bit is in the bitmap.
-                if unsafe { *page.bits.add(index / WORD) } & 1 << (index % WORD) != 0 {
+                // SAFETY: `index < capacity`: its bit is in the bitmap.
+                if unsafe { *page.bits.get_unchecked(index / WORD) } & 1 << (index % WORD) == 0 {
                     return Err(FreeErrorKind::DoubleFree);
                 }
                 Ok(Found::Object {
@@ -382,9 +419,9 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         // SAFETY: `locate` found the page's live header; the lock makes this the only reference.
         let page = unsafe { &mut *header };
         let at = index / WORD;
-        // SAFETY: `locate` found object `index` handed out now, below `bump`: its bit is in the
-        // bitmap, and clear; setting it keeps the invariant on `bits` with `used` one less.
-        unsafe { *page.bits.add(at) |= 1 << (index % WORD) };
+        // SAFETY: `locate` found object `index` handed out now, below `capacity`: its bit is in
+        // the bitmap, and set; clearing it keeps the invariant on `bits` with `used` one less.
+        unsafe { *page.bits.get_unchecked_mut(at) &= !(1 << (index % WORD)) };
         page.low = page.low.min(at);
         page.used -= 1;
         self.counters.bytes_in_use -= page.size.get();
@@ -415,9 +452,13 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             // SAFETY: a live header off its list; `page` is not used again.
             unsafe { self.link(header) };
         } else if !(page.prev.is_null() && page.next.is_null()) {
-            let (class, first, n) = (page.class, page.first, page.blocks);
-            // SAFETY: listed; `page` is not used again.
-            unsafe { self.unlink(header) };
+            let (class, first, n) = (page.class, page.first, page.end - page.first);
+            // SAFETY: listed; `page` is not used again; once off the list, the record is no
+            // page's.
+            unsafe {
+                self.unlink(header);
+                self.give_record(header);
+            }
             self.alive[class] -= 1;
             self.counters.pages_returned += 1;
             self.space.release(first, n);

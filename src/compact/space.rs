@@ -3,14 +3,19 @@
 //! The tags are a table of `BLOCKS` words in the arena's first blocks, held for good, so that the
 //! allocator value itself stays small.
 //!
-//! A tag is 0 for a free block. A held block's tag names the end of its holder (the block after
+//! A tag is 0 for a free block. A held block's tag leads to the end of its holder (the block after
 //! its last), so that a search steps over a whole page or run at once:
 //!
 //! | holder | first block | other blocks |
 //! |---|---|---|
-//! | a page | `PAGE \| end` | `PAGE \| end` |
+//! | a page | `PAGE \| record` | `PAGE \| record` |
 //! | a run handed out | `START \| end` | `INNER \| first` |
-//! | a gap (memory another user took between two growths) | `end` | `INNER \| first` |
+//! | a gap (memory another user took between two growths, or blocks of page records) | `end` | `INNER \| first` |
+//!
+//! A page's tag names its record, the page's header and bitmap, which live together with the
+//! other pages' records in blocks of their own (see [`pages`](super::pages)): `record` is the
+//! record's offset from the arena's start in units of [`RECORD_UNIT`] bytes, and the record's first
+//! word is the page's end.
 
 use crate::backend::OsBackend;
 use core::ptr;
@@ -21,13 +26,16 @@ pub(crate) const PAGE: u32 = 1 << 31;
 pub(crate) const START: u32 = 1 << 30;
 /// Tag bit of the blocks of a run or gap after its first.
 const INNER: u32 = 1 << 29;
-/// The block number in a tag.
+/// The block number (or record number) in a tag.
 const NUMBER: u32 = INNER - 1;
+/// log2 of the unit in which a page's tag names its record: the smallest block size, so that a
+/// record at the start of any block has a number.
+pub(crate) const RECORD_UNIT: u32 = 6;
 
 /// Where an address lies in the arena.
 pub(crate) enum Spot {
-    /// In a block of a page that ends before block `end`.
-    Page { end: usize },
+    /// In a block of a page, whose record is number `record`.
+    Page { record: usize },
     /// At the start of the run `[first, end)` handed out.
     Run { first: usize, end: usize },
     /// At the start of a free block.
@@ -59,16 +67,22 @@ pub(crate) struct Space<const BLOCKS: usize> {
 }
 
 impl<const BLOCKS: usize> Space<BLOCKS> {
-    /// An empty arena of blocks of `1 << shift` bytes. Panics (at compile time in a `static`) if
-    /// `BLOCKS` blocks of that size do not fit in the address space or in a tag.
+    /// An empty arena of blocks of `1 << shift` bytes (at least the record unit). Panics (at
+    /// compile time in a `static`) if `BLOCKS` blocks of that size do not fit in the address
+    /// space or in a tag, or span more than 32 GiB, past which a record's number would not fit in
+    /// a tag.
     pub(crate) const fn new(shift: u32, reserve_bytes: usize) -> Self {
         assert!(
             BLOCKS > 0 && BLOCKS <= NUMBER as usize,
             "BLOCKS must be between 1 and 2^29 - 1"
         );
         assert!(
-            shift < usize::BITS && BLOCKS <= (isize::MAX as usize) >> shift,
+            shift >= RECORD_UNIT && shift < usize::BITS && BLOCKS <= (isize::MAX as usize) >> shift,
             "BLOCKS blocks of this size do not fit in the address space"
+        );
+        assert!(
+            BLOCKS <= (NUMBER as usize) >> (shift - RECORD_UNIT),
+            "BLOCKS blocks of this size span more than 32 GiB"
         );
         let mut reserve = reserve_bytes >> shift;
         if reserve > BLOCKS {
@@ -121,9 +135,28 @@ impl<const BLOCKS: usize> Space<BLOCKS> {
         unsafe { *self.tags.add(block) = tag };
     }
 
+    /// Record number `number`: the first byte of a page's record, whose first word is the page's
+    /// end (the module's table).
+    #[inline(always)]
+    pub(crate) fn record(&self, number: usize) -> *mut u8 {
+        self.base.wrapping_add(number << RECORD_UNIT)
+    }
+
+    /// The number a page's tag gives the record at `record`, which lies in the arena at a multiple
+    /// of the record unit from its start. It fits in a tag, as the arena spans at most 32 GiB
+    /// (`new`).
+    pub(crate) fn record_number(&self, record: *mut u8) -> u32 {
+        (record.addr().wrapping_sub(self.base.addr()) >> RECORD_UNIT) as u32
+    }
+
     /// The end of the holder of the held `block`.
     fn end_of(&self, block: usize) -> usize {
         let mut tag = self.tag(block);
+        if tag & PAGE != 0 {
+            // SAFETY: a page's tag names its live record, whose first word is the page's end (the
+            // module's table); records lie in the arena, in blocks held for good.
+            return unsafe { *self.record((tag & NUMBER) as usize).cast::<usize>() };
+        }
         if tag & INNER != 0 {
             tag = self.tag((tag & NUMBER) as usize);
         }
@@ -142,7 +175,7 @@ impl<const BLOCKS: usize> Space<BLOCKS> {
         let at_start = offset & ((1 << self.shift) - 1) == 0;
         if tag & PAGE != 0 {
             Spot::Page {
-                end: (tag & NUMBER) as usize,
+                record: (tag & NUMBER) as usize,
             }
         } else if !at_start || tag & INNER != 0 || (tag != 0 && tag & START == 0) {
             Spot::Inside
@@ -157,8 +190,8 @@ impl<const BLOCKS: usize> Space<BLOCKS> {
     }
 
     /// Claims the lowest run of `n` free blocks whose first byte is a multiple of `align` (a power
-    /// of two), growing the arena over `backend` when there is none, and tags it as a page
-    /// (`PAGE`) or as a run handed out (`START`). Returns its first block.
+    /// of two), growing the arena over `backend` when there is none, and tags it as `kind` says
+    /// (see [`hold`](Self::hold)). Returns its first block.
     pub(crate) fn claim<B: OsBackend>(
         &mut self,
         backend: &B,
@@ -208,20 +241,17 @@ impl<const BLOCKS: usize> Space<BLOCKS> {
         }
     }
 
-    /// Tags `[first, first + n)` as a page (`kind` is `PAGE`), a run handed out (`START`) or a gap
-    /// (0).
+    /// Tags `[first, first + n)` as a page (`kind` is `PAGE | record`, the tag of all its
+    /// blocks), a run handed out (`START`) or a gap (0).
     fn hold(&mut self, first: usize, n: usize, kind: u32) {
-        let end = (first + n) as u32;
-        self.set(first, kind | end);
+        let (head, rest) = if kind & PAGE != 0 {
+            (kind, kind)
+        } else {
+            (kind | (first + n) as u32, INNER | first as u32)
+        };
+        self.set(first, head);
         for block in first + 1..first + n {
-            self.set(
-                block,
-                if kind == PAGE {
-                    PAGE | end
-                } else {
-                    INNER | first as u32
-                },
-            );
+            self.set(block, rest);
         }
     }
 

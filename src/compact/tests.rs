@@ -224,6 +224,78 @@ fn memory_another_user_took_between_growths_is_never_handed_out() {
 }
 
 #[test]
+fn page_records_are_kept_together_and_reused() {
+    // Firmware settings: blocks of 256 bytes, two records each; 1024 blocks, a 16-block tag
+    // table.
+    static A: Compact<StaticBuffer<{ 256 << 10 }>, SpinLock, 1024> =
+        Compact::new(StaticBuffer::new(), Config::EMBEDDED);
+    let a = &A;
+    // 15 classes (16 to 128 bytes), each with one object more than a page holds: 30 pages, on
+    // 15 blocks of records.
+    let layouts: std::vec::Vec<Layout> = (1..16)
+        .map(|class| Layout::from_size_align(crate::heap::class::class_size(class), 8).unwrap())
+        .collect();
+    let held_blocks = || {
+        let mut map = String::new();
+        a.write_map(&mut map).unwrap();
+        map.matches(['x', 'p']).count()
+    };
+    let mut first = 0;
+    for round in 0..3 {
+        let mut objects = std::vec::Vec::new();
+        for &layout in &layouts {
+            // A page holds four objects, rounded up to whole blocks.
+            let per_page = (4 * layout.size()).div_ceil(256) * 256 / layout.size();
+            for _ in 0..=per_page {
+                // SAFETY: a valid layout; each object is freed once below.
+                let p = unsafe { a.alloc(layout) };
+                assert!(!p.is_null());
+                objects.push((p, layout));
+            }
+        }
+        let stats = a.stats();
+        assert_eq!(stats.pages_made - stats.pages_returned, 30);
+        if round == 0 {
+            first = held_blocks();
+        }
+        // The second pages of the later rounds are made on the records given back: no block
+        // more.
+        assert_eq!(held_blocks(), first);
+        for (p, layout) in objects {
+            // SAFETY: live, with this layout.
+            unsafe { a.dealloc(p, layout) };
+        }
+        // Each class gives one page back and keeps its only one.
+        assert_eq!(a.stats().pages_returned, 15 * (round + 1));
+    }
+    let mut map = String::new();
+    a.write_map(&mut map).unwrap();
+    // The tag table, the 15 pages kept, and 15 blocks of records held for good.
+    assert_eq!(held_blocks(), 16 + map.matches('p').count() + 15, "{map}");
+    assert_eq!(a.stats().bytes_in_use, 0);
+}
+
+#[test]
+fn a_pointer_to_an_object_never_handed_out_is_refused() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let a = &A;
+    a.set_error_hook(Some(record));
+    // A page of one 4 KiB block holds 85 objects of 48 bytes, and 16 bytes after them.
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: a valid layout; the one object is freed once, the pointers past it are refused.
+    unsafe {
+        let p = a.alloc(layout);
+        // The page's next object (never handed out), and the place an 86th object would have.
+        a.dealloc(p.add(48), layout);
+        a.dealloc(p.add(85 * 48), layout);
+        a.dealloc(p, layout);
+    }
+    use FreeErrorKind::*;
+    assert_eq!(recorded(), [DoubleFree, Misaligned]);
+    assert_eq!(a.stats().bytes_in_use, 0);
+}
+
+#[test]
 fn the_map_shows_pages_runs_and_free_blocks() {
     static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
     let small = Layout::from_size_align(16, 8).unwrap();
@@ -234,8 +306,8 @@ fn the_map_shows_pages_runs_and_free_blocks() {
     A.write_map(&mut map).unwrap();
     assert_eq!(
         map,
-        "compact arena: 27 blocks of 4096 bytes, at most 16384\n  \
-         xxxxxxxxxxxxxxxxpxxxxxxxxxx\n  held: 27 of 27 blocks\n"
+        "compact arena: 28 blocks of 4096 bytes, at most 16384\n  \
+         xxxxxxxxxxxxxxxxxpxxxxxxxxxx\n  held: 28 of 28 blocks\n"
     );
     // SAFETY: live allocations of these layouts.
     unsafe {
@@ -244,8 +316,9 @@ fn the_map_shows_pages_runs_and_free_blocks() {
     }
     map.clear();
     A.write_map(&mut map).unwrap();
-    // The tag table's 16 blocks stay held.
-    assert!(map.contains("xxxxp..........\n"), "{map}");
+    // The tag table's 16 blocks and the block of page records stay held, and so does the class's
+    // only page.
+    assert!(map.contains("  xxxxxxxxxxxxxxxxxp..........\n"), "{map}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Size classes: 8-byte steps up to 64 bytes, then 8 classes per power of two, so that a rounded-up
-//! request wastes less than 12.5% of its size above 64 bytes. Size to class and class to size are a
-//! few shifts each, no table and no loop.
+//! request wastes less than 12.5% of its size above 64 bytes. Size to class is a table load up to
+//! 1 KiB and a few shifts above (all shifts in builds for size), class to size a few shifts; no
+//! loop.
 
 /// The smallest object: two words, so that a free object can hold the free-list link and the
 /// double-free cookie.
@@ -14,10 +15,13 @@ pub(crate) const MAX_CLASS_SIZE: usize = 1 << 20;
 pub(crate) const CLASSES: usize = 8 + 8 * (MAX_CLASS_SIZE.trailing_zeros() as usize - 6);
 
 /// Requests up to this size find their class in a table.
+#[cfg(not(opt_size))]
 const TABLE_LIMIT: usize = 1024;
 
 /// `TABLE[(size + 7) / 8]` is the class of a request of `size` bytes, for sizes up to
-/// `TABLE_LIMIT`: one load instead of the arithmetic of `compute_class`.
+/// `TABLE_LIMIT`: one load instead of the arithmetic of `compute_class`. Builds for size do without
+/// its 129 bytes.
+#[cfg(not(opt_size))]
 static TABLE: [u8; TABLE_LIMIT / 8 + 1] = {
     let mut table = [0u8; TABLE_LIMIT / 8 + 1];
     let mut i = 0;
@@ -32,6 +36,9 @@ static TABLE: [u8; TABLE_LIMIT / 8 + 1] = {
 #[cfg_attr(not(small_code), inline(always))]
 #[cfg_attr(small_code, inline)]
 pub(crate) fn class_of(size: usize) -> usize {
+    #[cfg(opt_size)]
+    return compute_class(size);
+    #[cfg(not(opt_size))]
     if size <= TABLE_LIMIT {
         TABLE[(size + 7) >> 3] as usize
     } else {
