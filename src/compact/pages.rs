@@ -57,6 +57,11 @@ pub(crate) struct Page {
     size: NonZeroUsize,
     /// Objects handed out now.
     used: usize,
+    /// `⌊(2^32 - 1) / size⌋ + 1`, at least `2^32 / size`: an offset into the page times this,
+    /// shifted right by 32, is the number of the object it starts, a multiply where a division
+    /// costs more (see `locate`). Builds for size divide instead.
+    #[cfg(not(opt_size))]
+    reciprocal: u64,
     /// Objects that fit in the page's blocks, at most [`MAX_OBJECTS`].
     capacity: usize,
     class: usize,
@@ -68,6 +73,20 @@ pub(crate) struct Page {
     /// goes back when it has nothing handed out, and blocks of records start zeroed), so a new
     /// page needs no clearing.
     bits: [usize; MAX_OBJECTS / WORD],
+}
+
+/// What a page keeps to find an object's number from an offset, for objects of `size` bytes.
+#[cfg(not(opt_size))]
+pub(crate) const fn reciprocal(size: usize) -> u64 {
+    u32::MAX as u64 / size as u64 + 1
+}
+
+/// The number of the object that `offset` starts, in a page of objects with this reciprocal;
+/// see `locate`.
+#[cfg(not(opt_size))]
+#[inline(always)]
+pub(crate) fn object_at(offset: usize, reciprocal: u64) -> usize {
+    ((offset as u64 * reciprocal) >> 32) as usize
 }
 
 /// Where a live allocation lives.
@@ -276,6 +295,10 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
             (*header).start = self.space.at(first);
             (*header).size = NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN);
             (*header).used = 0;
+            #[cfg(not(opt_size))]
+            {
+                (*header).reciprocal = reciprocal(size);
+            }
             (*header).capacity = ((n << shift) / size).min(MAX_OBJECTS);
             (*header).class = class;
             (*header).first = first;
@@ -368,8 +391,15 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
                 // SAFETY: a page's blocks are tagged with the number of its live record.
                 let page = unsafe { &*header };
                 let offset = ptr.addr().wrapping_sub(page.start.addr());
+                // Exact where `offset` is an object's start, `k * size`: `size * reciprocal` is
+                // `2^32 + e` with `e < size`, and `k * e < offset`, below 2^26 (a page spans at
+                // most 32 objects of at most 1 MiB, rounded up to a block of at most 1 MiB).
+                // Elsewhere it may be one off, and the check below refuses `ptr` either way.
+                #[cfg(not(opt_size))]
+                let index = object_at(offset, page.reciprocal);
+                #[cfg(opt_size)]
                 let index = offset / page.size;
-                if offset % page.size != 0 || index >= page.capacity {
+                if offset != index * page.size.get() || index >= page.capacity {
                     return Err(FreeErrorKind::Misaligned);
                 }
                 // SAFETY: `index < capacity`: its bit is in the bitmap.

@@ -224,6 +224,32 @@ fn memory_another_user_took_between_growths_is_never_handed_out() {
 }
 
 #[test]
+fn an_objects_number_is_found_by_a_multiply_exactly() {
+    use super::pages::{object_at, reciprocal};
+    use crate::heap::class::{class_size, CLASSES};
+    // Every class up to the largest, over the largest page it can have (32 objects, plus a block
+    // of 1 MiB): each object's start gives its number, other offsets a number whose start is not
+    // them. Objects past the first 256 (a page's most) and 200 offsets spread over the span;
+    // under Miri, every eighth class.
+    for class in (0..CLASSES).step_by(if cfg!(miri) { 8 } else { 1 }) {
+        let size = class_size(class);
+        let r = reciprocal(size);
+        let span = 32 * size + (1 << 20);
+        for k in (0..256).chain([span / size - 1]) {
+            assert_eq!(object_at(k * size, r), k, "size {size}");
+        }
+        for offset in (0..span).step_by((span / 200) | 1) {
+            let index = object_at(offset, r);
+            assert_eq!(
+                offset == index * size,
+                offset % size == 0,
+                "size {size}, {offset}"
+            );
+        }
+    }
+}
+
+#[test]
 fn page_records_are_kept_together_and_reused() {
     // Firmware settings: blocks of 256 bytes, two records each; 1024 blocks, a 16-block tag
     // table.
