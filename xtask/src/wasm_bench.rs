@@ -108,18 +108,22 @@ impl Case {
     }
 }
 
-/// How many runs of how many actions.
+/// How many runs of how many actions, and how many processes of each program a run takes the
+/// median of.
 struct Plan {
     runs: u64,
+    rounds: u64,
     actions: u64,
 }
 
 const FULL: Plan = Plan {
     runs: 9,
+    rounds: 3,
     actions: 2_000_000,
 };
 const QUICK: Plan = Plan {
     runs: 1,
+    rounds: 1,
     actions: 200_000,
 };
 
@@ -614,28 +618,42 @@ fn run_speed(plan: &Plan) -> Result<SpeedResults> {
     for run in 0..plan.runs {
         for (m, case) in CASES.iter().enumerate() {
             println!("run {} of {}, {}", run + 1, plan.runs, case.title());
-            for k in 0..n {
-                let i = (k + run as usize) % n;
-                let output = Cmd::new("wasmtime")
-                    .args(["run", path_str(&programs[i])?])
-                    .args([
-                        case.max.to_string(),
-                        plan.actions.to_string(),
-                        (run + 1).to_string(),
-                        u8::from(case.realloc).to_string(),
-                    ])
-                    .read()?;
-                let sample = parse_sample(&output)
-                    .map_err(|err| format!("{}: {err} in {output:?}", SPEED_PROGRAMS[i].0))?;
-                println!(
-                    "  {:<15} {:>8.1} ns/action",
-                    SPEED_PROGRAMS[i].0, sample.ns_per_action
-                );
-                samples[m][i].push(sample);
+            // Every program `rounds` times, the order rotating from round to round and run to run.
+            let mut rounds: Vec<Samples> = (0..n).map(|_| Vec::new()).collect();
+            for round in 0..plan.rounds {
+                for k in 0..n {
+                    let i = (k + (run * plan.rounds + round) as usize) % n;
+                    let output = Cmd::new("wasmtime")
+                        .args(["run", path_str(&programs[i])?])
+                        .args([
+                            case.max.to_string(),
+                            plan.actions.to_string(),
+                            (run + 1).to_string(),
+                            u8::from(case.realloc).to_string(),
+                        ])
+                        .read()?;
+                    let sample = parse_sample(&output)
+                        .map_err(|err| format!("{}: {err} in {output:?}", SPEED_PROGRAMS[i].0))?;
+                    println!(
+                        "  {:<15} {:>8.1} ns/action",
+                        SPEED_PROGRAMS[i].0, sample.ns_per_action
+                    );
+                    rounds[i].push(sample);
+                }
+            }
+            for (i, taken) in rounds.into_iter().enumerate() {
+                samples[m][i].push(median_sample(taken));
             }
         }
     }
     Ok(SpeedResults { samples })
+}
+
+/// The sample of median time among one program's processes in a run (the lower middle one of an
+/// even number).
+fn median_sample(mut taken: Samples) -> Sample {
+    taken.sort_by(|a, b| a.ns_per_action.total_cmp(&b.ns_per_action));
+    taken.swap_remove((taken.len() - 1) / 2)
 }
 
 /// Reads the program's `key=value` line.
@@ -764,12 +782,14 @@ fn render_method(w: &mut String, plan: &Plan, quick: bool) -> Result {
         "- Speed: `bench-wasm/speed`, target `{SPEED_TARGET}`, profile `release` (opt-level 3, \
          lto = true, codegen-units = 1, panic = abort); each program run as `wasmtime run \
          <program>.wasm <max> {} <seed> <realloc>`, one process per allocator and case, \
-         interleaved across \
-         allocators (the order rotating from run to run), {} run{}, seed = run number (the same \
-         for every allocator in a run){}.",
+         interleaved across allocators; {} run{}, seed = run number (the same for every \
+         allocator in a run); in a run, every program runs {} time{} (the order rotating from \
+         round to round and run to run) and its median time is the run's{}.",
         plan.actions,
         plan.runs,
         if plan.runs == 1 { "" } else { "s" },
+        plan.rounds,
+        if plan.rounds == 1 { "" } else { "s" },
         if quick {
             "; **quick mode: fewer actions and runs than the protocol, for a smoke test only**"
         } else {
@@ -992,6 +1012,24 @@ mod tests {
         assert_eq!(sample.ns_per_action, 61.25);
         assert_eq!((sample.peak_live, sample.failures), (1234, 0));
         assert_eq!(sample.memory_bytes, 2 << 20);
+    }
+
+    #[test]
+    fn a_run_keeps_each_programs_median_process() {
+        let at = |ns_per_action, memory_bytes| Sample {
+            ns_per_action,
+            peak_live: 50,
+            failures: 0,
+            memory_bytes,
+        };
+        let kept = median_sample(vec![at(90.0, 1), at(150.0, 2), at(70.0, 3)]);
+        assert_eq!((kept.ns_per_action, kept.memory_bytes), (90.0, 1));
+        assert_eq!(median_sample(vec![at(80.0, 1)]).ns_per_action, 80.0);
+        // Of two, the faster.
+        assert_eq!(
+            median_sample(vec![at(99.0, 1), at(61.0, 2)]).memory_bytes,
+            2
+        );
     }
 
     #[test]
