@@ -105,8 +105,8 @@ impl<B: OsBackend, L: RawLock, const BLOCKS: usize> Compact<B, L, BLOCKS> {
     }
 
     /// Writes the arena map: a header, then the blocks 64 to a line (`p` in a page, `x` in a block
-    /// run, a gap or the tag table, `.` free, block 0 first) and a count. The lock is taken for each line only,
-    /// so `out` may allocate from this allocator.
+    /// run, a gap, the tag table or a block of page records, `.` free, block 0 first) and a count.
+    /// The lock is taken for each line only, so `out` may allocate from this allocator.
     pub fn write_map(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         let (blocks, shift) = self.with(|state, _| {
             let space = &state.pages.space;
