@@ -1,6 +1,7 @@
 //! The compact engine over static buffers and the mock: contents kept and alignment honoured over
 //! random sequences, bad frees refused, running out and coming back, block runs resized in place,
-//! gaps left by another user of the backend, and the map.
+//! gaps left by another user of the backend, page records reused, an object's number by a
+//! multiply, and the map.
 
 extern crate std;
 
