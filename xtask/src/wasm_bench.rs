@@ -781,7 +781,7 @@ fn render_method(w: &mut String, plan: &Plan, quick: bool) -> Result {
         w,
         "- Speed: `bench-wasm/speed`, target `{SPEED_TARGET}`, profile `release` (opt-level 3, \
          lto = true, codegen-units = 1, panic = abort); each program run as `wasmtime run \
-         <program>.wasm <max> {} <seed> <realloc>`, one process per allocator and case, \
+         <program>.wasm <max> {} <seed> <realloc>`, each process one allocator and one case, \
          interleaved across allocators; {} run{}, seed = run number (the same for every \
          allocator in a run); in a run, every program runs {} time{} (the order rotating from \
          round to round and run to run) and its median time is the run's{}.",
