@@ -18,7 +18,7 @@
 use super::space::{Space, Spot, PAGE, START};
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
-use crate::heap::class::{class_for, class_size, CLASSES, MAX_CLASS_SIZE};
+use crate::heap::class::{class_ceiling, class_for, class_size, CLASSES, HALVES, MAX_CLASS_SIZE};
 use crate::heap::HeapCounters;
 use crate::Config;
 use core::num::NonZeroUsize;
@@ -129,6 +129,8 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         if max_small > MAX_CLASS_SIZE {
             max_small = MAX_CLASS_SIZE;
         }
+        // A class size of the grain, so that every request up to it has a class.
+        max_small = class_ceiling(max_small, HALVES);
         Pages {
             space: Space::new(block.trailing_zeros(), config.arena_reserve),
             lists: [ptr::null_mut(); CLASSES],
@@ -163,7 +165,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
     #[cfg(not(opt_size))]
     #[inline(always)]
     pub(crate) fn alloc_fast(&mut self, size: usize, align: usize) -> Option<*mut u8> {
-        let class = class_for(size, align, self.max_small, 1 << self.space.shift())?;
+        let class = class_for(size, align, self.max_small, 1 << self.space.shift(), HALVES)?;
         let listed = *self.list(class);
         if listed.is_null() {
             return None;
@@ -228,7 +230,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         let shift = self.space.shift();
         // A page starts on a block, so its objects are aligned to whatever of the block size
         // divides their size.
-        if let Some(class) = class_for(size, align, self.max_small, 1 << shift) {
+        if let Some(class) = class_for(size, align, self.max_small, 1 << shift, HALVES) {
             return self.alloc_small(backend, class);
         }
         let n = (size - 1) >> shift;

@@ -23,7 +23,7 @@ use crate::atomic::AtomicPtr;
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
 use crate::memid::{Allocation, ArenaId, MemKind};
-use class::{class_for, class_size, CLASSES, MAX_CLASS_SIZE};
+use class::{class_ceiling, class_for, class_size, CLASSES, FINE, MAX_CLASS_SIZE};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use page::{Page, HEADER};
@@ -135,20 +135,23 @@ impl Heap {
         }
     }
 
-    /// The largest object served from pages: the configured `small_limit`, at most eight blocks
-    /// (so that a larger object rounded up to whole blocks wastes less than an eighth, as the size
-    /// classes do) and at most the largest class.
+    /// The largest object served from pages: the configured `small_limit` rounded up to a class
+    /// size, at most eight blocks (so that a larger object rounded up to whole blocks wastes less
+    /// than an eighth, as the size classes do) and at most the largest class.
     const fn max_small(config: &crate::Config) -> usize {
         let limit = if config.small_limit < config.block_size << 3 {
             config.small_limit
         } else {
             config.block_size << 3
         };
-        if limit < MAX_CLASS_SIZE {
-            limit
-        } else {
-            MAX_CLASS_SIZE
-        }
+        class_ceiling(
+            if limit < MAX_CLASS_SIZE {
+                limit
+            } else {
+                MAX_CLASS_SIZE
+            },
+            FINE,
+        )
     }
 
     /// Bytes of a page for objects of `size` bytes: at least two blocks, and four objects (two for
@@ -197,7 +200,7 @@ impl Heap {
         align: usize,
         delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
-        let allocated = match class_for(size, align, self.max_small, self.block_size) {
+        let allocated = match class_for(size, align, self.max_small, self.block_size, FINE) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => self.alloc_large(arenas, size, align)?,
         };
@@ -210,7 +213,7 @@ impl Heap {
     /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
     #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let class = class_for(size, align, self.max_small, self.block_size)?;
+        let class = class_for(size, align, self.max_small, self.block_size, FINE)?;
         let allocated = self.take_first(class)?;
         self.count_alloc(allocated.usable);
         Some(allocated.ptr)
