@@ -18,7 +18,7 @@
 use super::space::{Space, Spot, PAGE, START};
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
-use crate::heap::class::{class_ceiling, class_for, class_size, CLASSES, HALVES, MAX_CLASS_SIZE};
+use crate::heap::class::{class_ceiling, class_for, class_size, CLASSES, MAX_CLASS_SIZE};
 use crate::heap::HeapCounters;
 use crate::Config;
 use core::num::NonZeroUsize;
@@ -31,6 +31,12 @@ const WORD: usize = usize::BITS as usize;
 /// of 8-byte objects would hold more (its block's second half stays unused); with larger blocks,
 /// the pages of more small classes.
 const MAX_OBJECTS: usize = 256;
+
+/// Above this many bytes, a realloc that grows an allocation out of its object moves it into the
+/// power of two that holds the new size (see `realloc_at`). Below it, objects are small enough that
+/// a copy costs little, and the classes are close together.
+#[cfg(not(opt_size))]
+const GROWTH_ROOM_FROM: usize = 1024;
 
 /// Bytes of a record: a power of two, so that records tile their blocks, and a multiple of the
 /// record unit, so that each has a number.
@@ -129,8 +135,8 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         if max_small > MAX_CLASS_SIZE {
             max_small = MAX_CLASS_SIZE;
         }
-        // A class size of the grain, so that every request up to it has a class.
-        max_small = class_ceiling(max_small, HALVES);
+        // A class size, so that every request up to it has a class.
+        max_small = class_ceiling(max_small);
         Pages {
             space: Space::new(block.trailing_zeros(), config.arena_reserve),
             lists: [ptr::null_mut(); CLASSES],
@@ -165,7 +171,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
     #[cfg(not(opt_size))]
     #[inline(always)]
     pub(crate) fn alloc_fast(&mut self, size: usize, align: usize) -> Option<*mut u8> {
-        let class = class_for(size, align, self.max_small, 1 << self.space.shift(), HALVES)?;
+        let class = class_for(size, align, self.max_small, 1 << self.space.shift())?;
         let listed = *self.list(class);
         if listed.is_null() {
             return None;
@@ -230,7 +236,7 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
         let shift = self.space.shift();
         // A page starts on a block, so its objects are aligned to whatever of the block size
         // divides their size.
-        if let Some(class) = class_for(size, align, self.max_small, 1 << shift, HALVES) {
+        if let Some(class) = class_for(size, align, self.max_small, 1 << shift) {
             return self.alloc_small(backend, class);
         }
         let n = (size - 1) >> shift;
@@ -535,7 +541,29 @@ impl<const BLOCKS: usize> Pages<BLOCKS> {
                 size
             }
         };
-        let moved = self.alloc_any(backend, new_size, align);
+        // An allocation that grows out of its object is likely to grow again: above
+        // `GROWTH_ROOM_FROM` it moves into the power of two that holds it (a class, up to
+        // `max_small`), so that the next growth finds room in place. If memory is short for that,
+        // the new size alone will do. Builds for size move to the new size.
+        #[cfg(not(opt_size))]
+        let moved = {
+            let room = if new_size > usable && new_size > GROWTH_ROOM_FROM {
+                new_size
+                    .next_power_of_two()
+                    .min(self.max_small)
+                    .max(new_size)
+            } else {
+                new_size
+            };
+            let moved = self.alloc_any(backend, room, align);
+            if moved.is_null() && room != new_size {
+                self.alloc(backend, new_size, align)
+            } else {
+                moved
+            }
+        };
+        #[cfg(opt_size)]
+        let moved = self.alloc(backend, new_size, align);
         if !moved.is_null() {
             // SAFETY: both are ours and distinct; the old one holds the bytes the caller wrote
             // (at most its usable size), the new one at least `new_size`. The old one is still

@@ -1,7 +1,7 @@
 //! Size classes: 8-byte steps up to 64 bytes, then 8 classes per power of two, so that a rounded-up
 //! request wastes less than 12.5% of its size above 64 bytes. Size to class is a table load up to
 //! 1 KiB and a few shifts above (all shifts in builds for size), class to size a few shifts; no
-//! loop. A *grain* lets an engine use fewer classes above 1 KiB (see [`class_for`]).
+//! loop.
 
 /// The smallest object: two words, so that a free object can hold the free-list link and the
 /// double-free cookie.
@@ -13,16 +13,6 @@ pub(crate) const MAX_CLASS_SIZE: usize = 1 << 20;
 
 /// Number of classes: 8 of 8-byte steps up to 64, then 8 per power of two up to `MAX_CLASS_SIZE`.
 pub(crate) const CLASSES: usize = 8 + 8 * (MAX_CLASS_SIZE.trailing_zeros() as usize - 6);
-
-/// The first class above 1 KiB: from here on, a grain may skip classes (see [`class_for`]).
-const COARSE_FROM: usize = 8 + 8 * (10 - 6);
-
-/// The grain that keeps every class: 8 per power of two above 64 bytes.
-pub(crate) const FINE: usize = 0;
-
-/// The grain that keeps two classes per power of two above 1 KiB: 1.5× and 2× a power of two (a
-/// request gets at most half as much again as it asked for).
-pub(crate) const HALVES: usize = 3;
 
 /// Requests up to this size find their class in a table.
 #[cfg(not(opt_size))]
@@ -84,17 +74,13 @@ pub(crate) const fn class_size(class: usize) -> usize {
     }
 }
 
-/// The smallest class of the grain whose objects hold `size` bytes at an alignment of `align`, if
-/// one of at most `max_size` bytes does and the alignment is at most `max_align`: objects sit at
-/// multiples of the class size from a page start aligned to `max_align` (the block size), so a
-/// class serves `align` when its size is a multiple of it and the page start is aligned to it too.
+/// The smallest class whose objects hold `size` bytes at an alignment of `align`, if one of at most
+/// `max_size` bytes does and the alignment is at most `max_align`: objects sit at multiples of the
+/// class size from a page start aligned to `max_align` (the block size), so a class serves `align`
+/// when its size is a multiple of it and the page start is aligned to it too.
 ///
-/// The grain ([`FINE`] or [`HALVES`]) says which classes above 1 KiB are used: those whose step
-/// within their power of two has the grain's bits set. Fewer classes mean fewer pages partly
-/// used, and more reallocations that find room in their object; each object wastes more.
-///
-/// `max_size` is a class size of the grain ([`class_ceiling`]), so that a request of up to that
-/// size at an alignment of 8 or less always has a class.
+/// `max_size` is a class size ([`class_ceiling`]), so that a request of up to that size at an
+/// alignment of 8 or less always has a class.
 #[cfg_attr(not(small_code), inline(always))]
 #[cfg_attr(small_code, inline)]
 pub(crate) fn class_for(
@@ -102,44 +88,34 @@ pub(crate) fn class_for(
     align: usize,
     max_size: usize,
     max_align: usize,
-    grain: usize,
 ) -> Option<usize> {
-    if size > max_size || align > max_align {
-        // Past the block size a page's start may not be aligned enough: a run of its own.
+    if size > max_size {
         return None;
     }
     // The common request takes its class at once where speed counts; builds for size share the
     // path below, which comes to the same class.
     #[cfg(not(opt_size))]
     if align <= 8 {
-        return Some(coarsened(class_of(size.max(1)), grain));
+        return Some(class_of(size.max(1)));
+    }
+    if align > max_align {
+        // Past the block size a page's start may not be aligned enough: a run of its own.
+        return None;
     }
     // Round the size up to the alignment first (a no-op up to 8 bytes, as every class size is a
     // multiple of 8); the class of that is a multiple of the alignment unless it is one of the
     // in-between classes of its octave, and a power of two is a class.
     let rounded = (size.max(1) + align - 1) & !(align - 1);
-    let mut class = coarsened(class_of(rounded), grain);
+    let mut class = class_of(rounded);
     while class_size(class) & (align - 1) != 0 {
-        class = coarsened(class + 1, grain);
+        class += 1;
     }
     (class_size(class) <= max_size).then_some(class)
 }
 
-/// The smallest size of a class of the grain that holds `size` bytes (`1 <= size <=
-/// MAX_CLASS_SIZE`): a bound on object sizes that [`class_for`] keeps whatever the alignment.
-pub(crate) const fn class_ceiling(size: usize, grain: usize) -> usize {
-    class_size(coarsened(compute_class(size), grain))
-}
-
-/// `class`, or the next class of the grain above 1 KiB: the step within the power of two (the
-/// class's low three bits) rounded up to one with the grain's bits set.
-#[inline(always)]
-const fn coarsened(class: usize, grain: usize) -> usize {
-    if class >= COARSE_FROM {
-        class | grain
-    } else {
-        class
-    }
+/// The size of the smallest class that holds `size` bytes (`1 <= size <= MAX_CLASS_SIZE`).
+pub(crate) const fn class_ceiling(size: usize) -> usize {
+    class_size(compute_class(size))
 }
 
 #[cfg(test)]
@@ -183,58 +159,19 @@ mod tests {
     fn aligned_requests_get_classes_that_are_multiples_of_the_alignment() {
         for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
             for size in [1, 7, 24, 65, 100, 1000, 5000] {
-                let class = class_for(size, align, MAX_CLASS_SIZE, 4096, FINE).unwrap();
+                let class = class_for(size, align, MAX_CLASS_SIZE, 4096).unwrap();
                 assert!(class_size(class) >= size);
                 assert_eq!(class_size(class) % align, 0, "size {size} align {align}");
             }
         }
-        assert_eq!(class_for(5000, 8, 4096, 4096, FINE), None);
-        assert_eq!(class_for(4000, 8192, 4096, 4096, FINE), None);
+        assert_eq!(class_for(5000, 8, 4096, 4096), None);
+        assert_eq!(class_for(4000, 8192, 4096, 4096), None);
         // An alignment past the block size never comes from a page, whatever the size.
-        assert_eq!(class_for(1, 4096, 8192, 1024, FINE), None);
-        assert_eq!(class_for(8192, 8192, 32768, 4096, FINE), None);
-        assert!(class_for(8192, 4096, 32768, 4096, FINE).is_some());
-    }
-
-    #[test]
-    fn the_halves_grain_keeps_two_classes_per_power_of_two_above_1_kib() {
-        let limit = if cfg!(miri) { 1 << 13 } else { MAX_CLASS_SIZE };
-        for size in 1..=limit {
-            let class = class_for(size, 8, MAX_CLASS_SIZE, 4096, HALVES).unwrap();
-            let fine = class_of(size);
-            if size <= 1024 {
-                assert_eq!(class, fine, "{size}");
-                continue;
-            }
-            // 1.5× or 2× a power of two: the smallest of them that holds the request.
-            let object = class_size(class);
-            let power = 1 << (usize::BITS - 1 - (size - 1).leading_zeros());
-            let expected = if size <= power + power / 2 {
-                power + power / 2
-            } else {
-                2 * power
-            };
-            assert_eq!(object, expected, "{size}");
-            assert!(
-                class >= fine && object - size < size / 2,
-                "{size}: {object}"
-            );
-        }
-        assert_eq!(class_ceiling(1000, HALVES), 1024);
-        assert_eq!(class_ceiling(1025, HALVES), 1536);
-        assert_eq!(class_ceiling(1025, FINE), 1152);
-        assert_eq!(class_ceiling(32 << 10, HALVES), 32 << 10);
-        // Aligned requests stay on the grain's classes.
-        for align in [16, 64, 512, 1024, 4096] {
-            for size in [1000, 1025, 1600, 3000, 5000, 20000] {
-                let class = class_for(size, align, MAX_CLASS_SIZE, 4096, HALVES).unwrap();
-                let object = class_size(class);
-                assert!(object >= size && object % align == 0, "{size} at {align}");
-                assert!(
-                    class < COARSE_FROM || class & HALVES == HALVES,
-                    "{size} at {align}"
-                );
-            }
-        }
+        assert_eq!(class_for(1, 4096, 8192, 1024), None);
+        assert_eq!(class_for(8192, 8192, 32768, 4096), None);
+        assert!(class_for(8192, 4096, 32768, 4096).is_some());
+        assert_eq!(class_ceiling(1000), 1024);
+        assert_eq!(class_ceiling(1025), 1152);
+        assert_eq!(class_ceiling(32 << 10), 32 << 10);
     }
 }

@@ -23,7 +23,7 @@ use crate::atomic::AtomicPtr;
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
 use crate::memid::{Allocation, ArenaId, MemKind};
-use class::{class_ceiling, class_for, class_size, CLASSES, FINE, MAX_CLASS_SIZE};
+use class::{class_ceiling, class_for, class_size, CLASSES, MAX_CLASS_SIZE};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use page::{Page, HEADER};
@@ -144,14 +144,11 @@ impl Heap {
         } else {
             config.block_size << 3
         };
-        class_ceiling(
-            if limit < MAX_CLASS_SIZE {
-                limit
-            } else {
-                MAX_CLASS_SIZE
-            },
-            FINE,
-        )
+        class_ceiling(if limit < MAX_CLASS_SIZE {
+            limit
+        } else {
+            MAX_CLASS_SIZE
+        })
     }
 
     /// Bytes of a page for objects of `size` bytes: at least two blocks, and four objects (two for
@@ -200,7 +197,7 @@ impl Heap {
         align: usize,
         delayed: Option<&AtomicPtr<Page>>,
     ) -> Option<Allocated> {
-        let allocated = match class_for(size, align, self.max_small, self.block_size, FINE) {
+        let allocated = match class_for(size, align, self.max_small, self.block_size) {
             Some(class) => self.alloc_small(arenas, class, delayed)?,
             None => self.alloc_large(arenas, size, align)?,
         };
@@ -213,7 +210,7 @@ impl Heap {
     /// object or that page has none to give; [`alloc`](Self::alloc) then does the rest.
     #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        let class = class_for(size, align, self.max_small, self.block_size, FINE)?;
+        let class = class_for(size, align, self.max_small, self.block_size)?;
         let allocated = self.take_first(class)?;
         self.count_alloc(allocated.usable);
         Some(allocated.ptr)
