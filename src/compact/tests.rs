@@ -1,7 +1,7 @@
 //! The compact engine over static buffers and the mock: contents kept and alignment honoured over
 //! random sequences, bad frees refused, running out and coming back, block runs resized in place,
-//! gaps left by another user of the backend, page records reused, an object's number by a
-//! multiply, and the map.
+//! room left by a growing realloc, gaps left by another user of the backend, page records reused,
+//! an object's number by a multiply, and the map.
 
 extern crate std;
 
@@ -208,6 +208,54 @@ fn block_runs_shrink_and_grow_in_place() {
         }
     }
     assert_eq!(a.stats().bytes_in_use, 0);
+}
+
+/// A realloc that grows an allocation above 1 KiB out of its object moves it into the power of
+/// two that holds the new size, so that it can grow again in place; below, into its class; and
+/// when memory is short for the power of two, into the class of the new size.
+#[cfg(not(opt_size))]
+#[test]
+fn a_growing_realloc_leaves_room_to_grow_again() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> = Compact::new(StaticBuffer::new(), Config::WASM);
+    let a = &A;
+    let at = |size| Layout::from_size_align(size, 8).unwrap();
+    let in_use = || a.stats().bytes_in_use;
+    // SAFETY: valid layouts and live allocations throughout.
+    unsafe {
+        let small = a.alloc(at(100));
+        small.write_bytes(7, 100);
+        let small = a.realloc(small, at(100), 600);
+        // The class of 600 bytes (640), not a power of two.
+        assert_eq!(in_use(), 640);
+        assert_eq!(*small.add(99), 7);
+
+        let p = a.alloc(at(1500));
+        p.write_bytes(9, 1500);
+        let q = a.realloc(p, at(1500), 2500);
+        assert_ne!(q, p);
+        assert_eq!(in_use(), 640 + 4096);
+        assert_eq!(a.realloc(q, at(2500), 4000), q, "grown in place");
+        assert_eq!((*q, *q.add(1499)), (9, 9));
+
+        // Fill the arena with runs of ten blocks, then free the first: ten blocks free between
+        // two runs. A power of two's page (two objects of 32 KiB, 16 blocks) does not fit there;
+        // the new size's class (18 KiB, a page of 9 blocks) does.
+        let run = at(40 << 10);
+        let mut runs = until_null(a, run);
+        assert!(runs.len() > 2);
+        a.dealloc(runs.remove(0), run);
+        let before = in_use();
+        let r = a.realloc(q, at(4000), 17_000);
+        assert!(!r.is_null());
+        assert_eq!(in_use(), before - 4096 + 18 * 1024);
+        assert_eq!((*r, *r.add(1499)), (9, 9));
+        for ptr in runs {
+            a.dealloc(ptr, run);
+        }
+        a.dealloc(r, at(17_000));
+        a.dealloc(small, at(600));
+    }
+    assert_eq!((in_use(), a.stats().errors()), (0, 0));
 }
 
 #[test]
