@@ -3,11 +3,12 @@
 //!
 //! [`Compact`] keeps what the main engine does for every allocation: the same size classes, pages
 //! found from a pointer through a tag per block, a bit per object that tells a double free, empty
-//! pages given back, large objects as block runs, realloc in place, every bad free refused,
-//! counted and reported, statistics and an arena map. A page's header and bitmap are not in the
-//! page but in its *record* (128 bytes), kept with the other pages' records in blocks of records
-//! held for good, so that the headers the fast paths read share a few cache lines and memory
-//! pages. It drops the generality of the arena layer:
+//! pages given back, large objects as block runs, realloc in place (and, for an allocation above
+//! 1 KiB that grows out of its object, into the power of two that holds it, so that it can grow
+//! again in place), every bad free refused, counted and reported, statistics and an arena map. A
+//! page's header and bitmap are not in the page but in its *record* (128 bytes), kept with the
+//! other pages' records in blocks of records held for good, so that the headers the fast paths
+//! read share a few cache lines and memory pages. It drops the generality of the arena layer:
 //!
 //! - **one arena**, grown at its end over a backend that grows in place (`WasmGrow`, `Sbrk`,
 //!   `StaticBuffer`); over any other backend the arena is the first region it gives;
