@@ -102,9 +102,9 @@ pub(crate) fn class_for(
         // Past the block size a page's start may not be aligned enough: a run of its own.
         return None;
     }
-    // Round the size up to the alignment first (a no-op up to 8 bytes, as every class size is a
-    // multiple of 8); the class of that is a multiple of the alignment unless it is one of the
-    // in-between classes of its octave, and a power of two is a class.
+    // Round the size up to the alignment first (which changes no class at alignments up to 8, as
+    // every class size is a multiple of 8); the class of that is a multiple of the alignment
+    // unless it is one of the in-between classes of its octave, and a power of two is a class.
     let rounded = (size.max(1) + align - 1) & !(align - 1);
     let mut class = class_of(rounded);
     while class_size(class) & (align - 1) != 0 {
