@@ -18,8 +18,8 @@
 use super::space::{Space, Spot, PAGE, START};
 use crate::backend::OsBackend;
 use crate::error::FreeErrorKind;
-use crate::heap::class::{class_ceiling, class_for, class_size, CLASSES, MAX_CLASS_SIZE};
-use crate::heap::HeapCounters;
+use crate::heap::class::{class_for, class_size, CLASSES};
+use crate::heap::{Heap, HeapCounters};
 use crate::Config;
 use core::num::NonZeroUsize;
 use core::ptr;
@@ -116,7 +116,8 @@ pub(crate) struct Pages<const BLOCKS: usize> {
     /// The free records, linked through `next` (null: none). Each lies in a block of records and is
     /// no page's.
     records: *mut Page,
-    /// The largest object served from a page.
+    /// The largest object served from a page: the main heap's bound, a class size
+    /// ([`Heap::max_small`]).
     max_small: usize,
     /// Bytes a class's later pages aim at (see [`Config::page_target`]).
     page_target: usize,
@@ -126,23 +127,12 @@ pub(crate) struct Pages<const BLOCKS: usize> {
 impl<const BLOCKS: usize> Pages<BLOCKS> {
     pub(crate) const fn new(config: &Config) -> Self {
         config.validate();
-        let block = config.block_size;
-        // As the main heap: at most eight blocks, so that a block run wastes less than an eighth.
-        let mut max_small = config.small_limit;
-        if max_small > block << 3 {
-            max_small = block << 3;
-        }
-        if max_small > MAX_CLASS_SIZE {
-            max_small = MAX_CLASS_SIZE;
-        }
-        // A class size, so that every request up to it has a class.
-        max_small = class_ceiling(max_small);
         Pages {
-            space: Space::new(block.trailing_zeros(), config.arena_reserve),
+            space: Space::new(config.block_size.trailing_zeros(), config.arena_reserve),
             lists: [ptr::null_mut(); CLASSES],
             alive: [0; CLASSES],
             records: ptr::null_mut(),
-            max_small,
+            max_small: Heap::max_small(config),
             page_target: config.page_target,
             counters: HeapCounters::ZERO,
         }
