@@ -2,9 +2,12 @@
 //! kept in address order, and a lookup is a binary search over that order (after a check of the
 //! arena found last time, which is the answer almost always).
 //!
-//! The order changes only when an arena is added or destroyed, under a small lock, and is read
-//! without one: a sequence number, odd while the order is being written, tells readers to retry
-//! (a seqlock whose data are atomics, so a torn read is only ever retried, never trusted).
+//! The order is only a shortcut: the registry's table says which arenas exist. An arena is
+//! published in the table before it joins the order, so for a moment another thread can hand out
+//! memory of an arena the order does not hold yet. And the order is read without a lock while it
+//! may be written, so a search can see it half changed. Neither can give a wrong answer, because
+//! an arena found is checked to hold the address, and arenas do not overlap. Both can miss, and
+//! `Arenas::find` then scans the table. Misses are rare, and a search never waits.
 
 use crate::arena::Arena;
 use crate::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -12,12 +15,10 @@ use crate::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 /// The arenas of a registry in address order.
 pub(crate) struct AddressOrder<const MAX_ARENAS: usize> {
     /// `slots[k]` is the table slot of the arena with the k-th lowest start address, for
-    /// `k < len`. Written only by the holder of `writing`, between two increments of `sequence`.
+    /// `k < len`. Written only by the holder of `writing`; a reader may see it half written.
     slots: [AtomicU8; MAX_ARENAS],
     /// Number of arenas in the order.
     len: AtomicUsize,
-    /// Odd while the order is being written.
-    sequence: AtomicUsize,
     /// Held by the one thread that writes the order.
     writing: AtomicBool,
     /// The table slot of the arena found by the last lookup: only a hint.
@@ -33,13 +34,12 @@ impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
         AddressOrder {
             slots: [const { AtomicU8::new(0) }; MAX_ARENAS],
             len: AtomicUsize::new(0),
-            sequence: AtomicUsize::new(0),
             writing: AtomicBool::new(false),
             last: AtomicU8::new(u8::MAX),
         }
     }
 
-    /// Runs `write` with the right to change the order, bracketed by the sequence number.
+    /// Runs `write` with the right to change the order.
     fn write<R>(&self, write: impl FnOnce() -> R) -> R {
         while self
             .writing
@@ -48,9 +48,7 @@ impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
         {
             core::hint::spin_loop();
         }
-        self.sequence.fetch_add(1, Ordering::AcqRel);
         let result = write();
-        self.sequence.fetch_add(1, Ordering::AcqRel);
         self.writing.store(false, Ordering::Release);
         result
     }
@@ -88,7 +86,8 @@ impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
         })
     }
 
-    /// The arena that holds `addr`. `arena(slot)` reads a table slot.
+    /// The arena that holds `addr`, if the order has it (see the module's doc for when it may
+    /// not). `arena(slot)` reads a table slot.
     #[inline]
     pub fn find<'a>(
         &self,
@@ -99,29 +98,9 @@ impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
         if let Some(found) = arena(last).filter(|a| a.offset_of(addr).is_some()) {
             return Some(found);
         }
-        self.search(addr, arena)
-    }
-
-    #[inline(never)]
-    fn search<'a>(
-        &self,
-        addr: usize,
-        arena: impl Fn(usize) -> Option<&'a Arena>,
-    ) -> Option<&'a Arena> {
-        loop {
-            let before = self.sequence.load(Ordering::Acquire);
-            if before % 2 == 0 {
-                let found = self.binary_search(addr, &arena);
-                if self.sequence.load(Ordering::Acquire) == before {
-                    if let Some((slot, found)) = found {
-                        self.last.store(slot as u8, Ordering::Relaxed);
-                        return Some(found);
-                    }
-                    return None;
-                }
-            }
-            core::hint::spin_loop();
-        }
+        let (slot, found) = self.binary_search(addr, &arena)?;
+        self.last.store(slot as u8, Ordering::Relaxed);
+        Some(found)
     }
 
     /// The last arena in the order that starts at or below `addr`, if it holds `addr`.
@@ -138,7 +117,7 @@ impl<const MAX_ARENAS: usize> AddressOrder<MAX_ARENAS> {
             match arena(slot) {
                 Some(a) if a.start().addr().get() <= addr => low = mid + 1,
                 Some(_) => high = mid,
-                // Only a torn read of the order can see an empty slot; the sequence check retries.
+                // An empty slot: the order was read half written.
                 None => return None,
             }
         }

@@ -500,17 +500,26 @@ impl<B: OsBackend, const MAX_ARENAS: usize, const META_BYTES: usize>
     }
 
     /// The arena that holds address `addr`: a check of the arena found last time, else a binary
-    /// search over the arenas in address order (in small builds, a scan of the table).
+    /// search over the arenas in address order, else a scan of the table (at once in small builds).
     #[inline]
     pub(crate) fn find(&self, addr: usize) -> Option<&Arena> {
         if !self.at_home() {
             return None;
         }
         #[cfg(not(small_code))]
-        return self.order.find(addr, |slot| self.slot(slot));
-        // Small builds (wasm, firmware) have an arena or two, grown in place: a scan of the table
-        // is as quick as the search, and a few hundred bytes smaller with the order it needs.
-        #[cfg(small_code)]
+        if let Some(found) = self.order.find(addr, |slot| self.slot(slot)) {
+            return Some(found);
+        }
+        self.scan(addr)
+    }
+
+    /// The arena that holds address `addr`, from the table, which holds every published arena,
+    /// the ones the address order does not hold yet included (see `lookup`). Small builds (wasm,
+    /// firmware) have an arena or two, grown in place: there this scan is as quick as the search,
+    /// and a few hundred bytes smaller with the order it needs.
+    #[cfg_attr(not(small_code), inline(never))]
+    #[cfg_attr(small_code, inline)]
+    fn scan(&self, addr: usize) -> Option<&Arena> {
         (0..self.slots()).find_map(|index| self.slot(index).filter(|a| a.offset_of(addr).is_some()))
     }
 

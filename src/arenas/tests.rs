@@ -268,3 +268,36 @@ fn threads_racing_for_grown_memory_all_get_some() {
     });
     assert_eq!(arenas.stats().blocks_in_use, 0);
 }
+
+/// An arena joins the address order only after it is published in the table, so another thread can
+/// get memory of it first, and free it: the lookup must not call that memory foreign.
+#[cfg(not(small_code))]
+#[test]
+fn memory_of_an_arena_not_yet_in_the_address_order_is_found() {
+    let arenas: Arenas<StaticBuffer<{ 64 * 1024 }>, 8, 1024> =
+        Arenas::new(StaticBuffer::new(), CONFIG);
+    let ids: Vec<ArenaId> = (0..3)
+        .map(|_| arenas.reserve(8 * 1024, false, false).unwrap())
+        .collect();
+    let held: Vec<_> = ids
+        .iter()
+        .map(|&id| arenas.alloc(1000, 8, true, id).unwrap())
+        .collect();
+    // As the order looks to a thread while the last arena is published but not yet inserted, and
+    // with no hint from an earlier lookup.
+    arenas.order.retain(|slot| slot + 1 < ids.len());
+    for (a, id) in held.iter().zip(&ids) {
+        let found = arenas.find(a.ptr.addr().get()).map(|arena| arena.id);
+        assert_eq!(found, Some(*id));
+        assert!(arenas.contains(a.ptr));
+    }
+    arenas.order.retain(|_| false);
+    for a in &held {
+        // SAFETY: not used any more.
+        unsafe { arenas.free(a) }.unwrap();
+    }
+    assert_eq!(arenas.stats().blocks_in_use, 0);
+    // Addresses outside every arena stay foreign.
+    let outside = held[0].ptr.addr().get().wrapping_sub(1 << 20);
+    assert!(arenas.find(outside).is_none());
+}
