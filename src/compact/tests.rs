@@ -258,6 +258,22 @@ fn a_growing_realloc_leaves_room_to_grow_again() {
     assert_eq!((in_use(), a.stats().errors()), (0, 0));
 }
 
+/// A `small_limit` of 0 makes every allocation a block run, however small.
+#[test]
+fn a_small_limit_of_zero_serves_every_size_as_a_block_run() {
+    static A: Compact<StaticBuffer<{ 1 << 20 }>> =
+        Compact::new(StaticBuffer::new(), Config::WASM.with_small_limit(0));
+    let layout = Layout::from_size_align(8, 8).unwrap();
+    // SAFETY: a valid layout, and the allocation is live until freed.
+    unsafe {
+        let p = A.alloc(layout);
+        assert!(!p.is_null());
+        assert_eq!(A.stats().bytes_in_use, Config::WASM.block_size);
+        A.dealloc(p, layout);
+    }
+    assert_eq!((A.stats().bytes_in_use, A.stats().errors()), (0, 0));
+}
+
 #[test]
 fn memory_another_user_took_between_growths_is_never_handed_out() {
     static A: Compact<Shared> = Compact::new(Shared(StaticBuffer::new()), Config::WASM);

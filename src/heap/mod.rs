@@ -137,13 +137,17 @@ impl Heap {
 
     /// The largest object served from pages: the configured `small_limit` rounded up to a class
     /// size, at most eight blocks (so that a larger object rounded up to whole blocks wastes less
-    /// than an eighth, as the size classes do) and at most the largest class.
+    /// than an eighth, as the size classes do) and at most the largest class. A `small_limit` of 0
+    /// stays 0: no pages at all.
     pub(crate) const fn max_small(config: &crate::Config) -> usize {
         let limit = if config.small_limit < config.block_size << 3 {
             config.small_limit
         } else {
             config.block_size << 3
         };
+        if limit == 0 {
+            return 0;
+        }
         class_ceiling(if limit < MAX_CLASS_SIZE {
             limit
         } else {
