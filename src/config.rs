@@ -36,7 +36,7 @@ pub struct Config {
     /// Objects of up to this many bytes (rounded up to a size class) come from pages of their size
     /// class; larger ones are runs of whole blocks. Small heaps want it low (each class in use
     /// holds a page); large ones high (a block run wastes up to a block). Capped at eight blocks
-    /// and at 1 MiB.
+    /// and at 1 MiB; 0 means no pages at all.
     pub small_limit: usize,
     /// Bytes a page aims at. Every page holds at least four objects (two of a block or more) and
     /// two blocks, and a class's first page is no larger; once a class needs a second page, its

@@ -240,3 +240,21 @@ fn alignments_past_the_block_size_are_honoured_for_small_sizes_too() {
     }
     assert_eq!(quarry.stats().errors(), 0);
 }
+
+/// A `small_limit` of 0 makes every allocation a block run, however small.
+#[test]
+fn a_small_limit_of_zero_serves_every_size_as_a_block_run() {
+    let quarry: OneHeap = Quarry::new(Mock::new(4 << 20), CONFIG.with_small_limit(0));
+    let object = quarry.allocate(8, 8).unwrap().ptr;
+    assert!(matches!(
+        Heap::locate(&quarry.arenas, object),
+        Ok(Located::Large { blocks: 1, .. })
+    ));
+    assert_eq!(quarry.stats().bytes_in_use, CONFIG.block_size);
+    // SAFETY: allocated above, not used any more.
+    unsafe { quarry.deallocate_in(super::Choice::Shared, object, 8) };
+    assert_eq!(
+        (quarry.stats().bytes_in_use, quarry.stats().errors()),
+        (0, 0)
+    );
+}
