@@ -4,7 +4,8 @@
 //! - Speed: one wasm32-wasip1 program per allocator (`bench-wasm/speed/src/bin/`), each run as its
 //!   own `wasmtime run` process, interleaved across allocators (the order rotating from run to
 //!   run); the program times its actions itself and prints nanoseconds per action. Ratios are
-//!   taken within one run.
+//!   taken within one run. Then the speed targets, each in hundreds of pairs of the compact
+//!   engine and one peer ([`pairs`]), precise enough to settle them.
 //! - Size: one `no_std` wasm32-unknown-unknown module per allocator (`bench-wasm/size`, a feature
 //!   each), shrunk with `wasm-opt -Oz`, bytes counted. Quarry's modules are built once more with
 //!   their symbol names kept, to list the functions the bytes are in.
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cmd::Cmd;
 use crate::{install, Result};
+
+mod pairs;
 
 /// The benchmark crates, relative to the workspace root.
 const BENCH_DIR: &str = "bench-wasm";
@@ -194,8 +197,10 @@ pub fn bench_wasm(quick: bool) -> Result {
     println!("\n==> workload 4: wasm speed");
     let plan = if quick { QUICK } else { FULL };
     let speed = run_speed(&plan)?;
+    println!("\n==> workload 4: the speed targets, in pairs");
+    let pairs = pairs::run(&root.join(OUT_DIR), plan.actions, quick)?;
 
-    let report = render(&plan, quick, &speed, &sizes, &functions)?;
+    let report = render(&plan, quick, &speed, &pairs, &sizes, &functions)?;
     let path = root.join(REPORT);
     std::fs::write(&path, report).map_err(|err| format!("{}: {err}", path.display()))?;
     println!("\nreport written to {REPORT}");
@@ -714,6 +719,7 @@ fn render(
     plan: &Plan,
     quick: bool,
     speed: &SpeedResults,
+    pairs: &[pairs::Outcome],
     sizes: &[SizeResult],
     functions: &[(&str, Functions)],
 ) -> Result<String> {
@@ -728,6 +734,7 @@ fn render(
     );
     render_method(w, plan, quick)?;
     render_speed(w, plan, speed);
+    pairs::render(w, pairs, plan.actions, quick);
     render_sizes(w, sizes, functions);
     Ok(out)
 }
