@@ -4,8 +4,8 @@
 //!
 //! The table of the full run answers "how do the allocators compare" with the median of nine
 //! runs. That statistic is too coarse to tell 1.10× from 1.13×: on this kind of machine one
-//! pair's ratio spreads by about 16% (the standard deviation of its logarithm), so nine runs
-//! of three processes leave the median several percent either way of where it settles. Here
+//! pair's ratio spreads by 12–16% (the standard deviation of its logarithm), so nine runs of
+//! three processes leave the median several percent either way of where it settles. Here
 //! each target gets hundreds of pairs, and the report gives the geometric mean of their ratios
 //! with its 95% interval.
 
@@ -27,9 +27,9 @@ struct Target {
     rounds: u64,
 }
 
-/// At max 10000 B against talc the engine is expected near 1.13×, so its interval must be narrow
-/// to clear 1.10×: 60 rounds (540 pairs) put it within about ±1.3%. The others lie further from
-/// their bounds and take fewer.
+/// At max 10000 B against talc the engine measures about 1.12–1.13×, so its interval must be
+/// narrow to clear 1.10×: 60 rounds (540 pairs) put it within about ±1–1.3%. The others lie
+/// further from their bounds and take fewer.
 const TARGETS: [Target; 3] = [
     Target {
         case: Case {
