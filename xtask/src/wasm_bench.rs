@@ -628,17 +628,7 @@ fn run_speed(plan: &Plan) -> Result<SpeedResults> {
             for round in 0..plan.rounds {
                 for k in 0..n {
                     let i = (k + (run * plan.rounds + round) as usize) % n;
-                    let output = Cmd::new("wasmtime")
-                        .args(["run", path_str(&programs[i])?])
-                        .args([
-                            case.max.to_string(),
-                            plan.actions.to_string(),
-                            (run + 1).to_string(),
-                            u8::from(case.realloc).to_string(),
-                        ])
-                        .read()?;
-                    let sample = parse_sample(&output)
-                        .map_err(|err| format!("{}: {err} in {output:?}", SPEED_PROGRAMS[i].0))?;
+                    let sample = run_program(&programs[i], case, plan.actions, run + 1)?;
                     println!(
                         "  {:<15} {:>8.1} ns/action",
                         SPEED_PROGRAMS[i].0, sample.ns_per_action
@@ -652,6 +642,20 @@ fn run_speed(plan: &Plan) -> Result<SpeedResults> {
         }
     }
     Ok(SpeedResults { samples })
+}
+
+/// One process of the speed program at `path`: `case` with `actions` actions from `seed`.
+fn run_program(path: &Path, case: &Case, actions: u64, seed: u64) -> Result<Sample> {
+    let output = Cmd::new("wasmtime")
+        .args(["run", path_str(path)?])
+        .args([
+            case.max.to_string(),
+            actions.to_string(),
+            seed.to_string(),
+            u8::from(case.realloc).to_string(),
+        ])
+        .read()?;
+    parse_sample(&output).map_err(|err| format!("{}: {err} in {output:?}", path.display()))
 }
 
 /// The sample of median time among one program's processes in a run (the lower middle one of an

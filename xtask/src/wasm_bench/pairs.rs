@@ -9,8 +9,7 @@
 //! each target gets hundreds of pairs, and the report gives the geometric mean of their ratios
 //! with its 95% interval.
 
-use super::{parse_sample, Case};
-use crate::cmd::Cmd;
+use super::{run_program, Case};
 use crate::Result;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -113,18 +112,7 @@ pub(super) fn run(dir: &Path, actions: u64, quick: bool) -> Result<Vec<Outcome>>
             for seed in 1..=9u64 {
                 let time = |name: &str| -> Result<f64> {
                     let path = dir.join(format!("speed-{name}.wasm"));
-                    let output = Cmd::new("wasmtime")
-                        .args(["run".to_string(), path.display().to_string()])
-                        .args([
-                            target.case.max.to_string(),
-                            actions.to_string(),
-                            seed.to_string(),
-                            u8::from(target.case.realloc).to_string(),
-                        ])
-                        .read()?;
-                    let sample = parse_sample(&output)
-                        .map_err(|err| format!("{name}: {err} in {output:?}"))?;
-                    Ok(sample.ns_per_action)
+                    Ok(run_program(&path, &target.case, actions, seed)?.ns_per_action)
                 };
                 let (program, peer) = if order.program_first() {
                     let program = time(PROGRAM)?;
