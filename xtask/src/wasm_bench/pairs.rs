@@ -17,8 +17,9 @@ use std::path::Path;
 /// The program the targets are about.
 const PROGRAM: &str = "quarry-compact";
 
-/// One target of the issue: at least `bound` times the speed of `peer` in `case`, measured over
-/// `rounds` rounds of seeds 1–9 (a pair per seed and round).
+/// One of the wasm speed targets (`BENCHMARKS.md`, "Where quarry-alloc stands"): at least `bound`
+/// times the speed of `peer` in `case`, measured over `rounds` rounds of seeds 1–9 (a pair per
+/// seed and round).
 struct Target {
     case: Case,
     peer: &'static str,
