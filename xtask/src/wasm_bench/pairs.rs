@@ -17,6 +17,9 @@ use std::path::Path;
 /// The program the targets are about.
 const PROGRAM: &str = "quarry-compact";
 
+/// Seeds 1 to this in every round: those of the full run's runs.
+const SEEDS: u64 = super::FULL.runs;
+
 /// One of the wasm speed targets (`BENCHMARKS.md`, "Where quarry-alloc stands"): at least `bound`
 /// times the speed of `peer` in `case`, measured over `rounds` rounds of seeds 1–9 (a pair per
 /// seed and round).
@@ -60,6 +63,17 @@ const TARGETS: [Target; 3] = [
     },
 ];
 
+/// Where the pairs of one target put the speed ratio.
+struct Estimate {
+    /// The geometric mean of the ratios.
+    mean: f64,
+    /// Its 95% interval (normal, on the logarithms).
+    low: f64,
+    high: f64,
+    /// The standard deviation of one pair's logarithm.
+    spread: f64,
+}
+
 /// What the pairs of one target gave.
 pub(super) struct Outcome {
     /// The peer's time over the program's, one per pair: above 1 is faster.
@@ -67,19 +81,18 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    /// Geometric mean, and the 95% interval around it (normal, on the logarithms).
-    fn estimate(&self) -> (f64, f64, f64, f64) {
+    fn estimate(&self) -> Estimate {
         let logs: Vec<f64> = self.ratios.iter().map(|r| r.ln()).collect();
         let n = logs.len() as f64;
         let mean = logs.iter().sum::<f64>() / n;
         let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         let half = 1.96 * (var / n).sqrt();
-        (
-            mean.exp(),
-            (mean - half).exp(),
-            (mean + half).exp(),
-            var.sqrt(),
-        )
+        Estimate {
+            mean: mean.exp(),
+            low: (mean - half).exp(),
+            high: (mean + half).exp(),
+            spread: var.sqrt(),
+        }
     }
 }
 
@@ -106,11 +119,11 @@ pub(super) fn run(dir: &Path, actions: u64, quick: bool) -> Result<Vec<Outcome>>
             "pairs: {PROGRAM} against {} at {}, {} pairs",
             target.peer,
             target.case.title(),
-            rounds * 9
+            rounds * SEEDS
         );
         let mut ratios = Vec::new();
         for _ in 0..rounds {
-            for seed in 1..=9u64 {
+            for seed in 1..=SEEDS {
                 let time = |name: &str| -> Result<f64> {
                     let path = dir.join(format!("speed-{name}.wasm"));
                     Ok(run_program(&path, &target.case, actions, seed)?.ns_per_action)
@@ -126,7 +139,9 @@ pub(super) fn run(dir: &Path, actions: u64, quick: bool) -> Result<Vec<Outcome>>
             }
         }
         let outcome = Outcome { ratios };
-        let (mean, low, high, _) = outcome.estimate();
+        let Estimate {
+            mean, low, high, ..
+        } = outcome.estimate();
         println!("  {mean:.3}× ({low:.3}–{high:.3})");
         outcomes.push(outcome);
     }
@@ -158,7 +173,12 @@ pub(super) fn render(w: &mut String, outcomes: &[Outcome], actions: u64, quick: 
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
     for (target, outcome) in TARGETS.iter().zip(outcomes) {
-        let (mean, low, high, spread) = outcome.estimate();
+        let Estimate {
+            mean,
+            low,
+            high,
+            spread,
+        } = outcome.estimate();
         let met = if low >= target.bound {
             "yes"
         } else if mean >= target.bound {
@@ -181,11 +201,16 @@ pub(super) fn render(w: &mut String, outcomes: &[Outcome], actions: u64, quick: 
 
 #[cfg(test)]
 mod tests {
-    use super::Outcome;
+    use super::{Estimate, Outcome};
 
     #[test]
     fn the_estimate_is_the_geometric_mean_with_its_interval() {
-        let (mean, low, high, spread) = Outcome {
+        let Estimate {
+            mean,
+            low,
+            high,
+            spread,
+        } = Outcome {
             ratios: vec![1.0, 4.0],
         }
         .estimate();
